@@ -1,0 +1,159 @@
+"""POST /rest/stream against a real Prosody, with a real client on the receiving end.
+
+The stanzas are the reference documentation's examples (section 2.2.6), with the domain
+example.com replaced by the test server's domain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+import pytest
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatchXPath
+
+
+
+def basic(jid, password):
+    return {"Authorization": aiohttp.encode_basic_auth(jid, password)}
+
+
+ADMIN = basic("admin@localhost", "adminpass")
+KEY = {"Api-Key": "test-key"}
+XML = {**KEY, "Content-Type": "application/xml"}
+
+EXAMPLE_1 = """<message xmlns="jabber:client" type="chat" to="test@localhost/resource-1">
+    <body>Example message 1</body>
+</message>"""
+EXAMPLE_2 = """<message xmlns="jabber:client" type="chat" to="test@localhost">
+    <body>Example message 2</body>
+</message>"""
+EXAMPLE_3 = """<message xmlns="jabber:client" type="chat" from="sender@example.com" to="test@localhost/resource-1">
+    <body>Example message 1</body>
+</message>"""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def test_user(prosody):
+    prosody.register("test", "testpass")
+
+
+async def post(component, body, *, path="/rest/stream/", auth=ADMIN, headers=XML):
+    async with aiohttp.ClientSession() as http:
+        async with http.post(component.url + path, data=body, headers={**(auth or {}), **headers}) as response:
+            return response.status, response.headers, await response.text()
+
+
+async def test_reference_examples_reach_the_client(component, xmpp_client):
+    test = await xmpp_client("test", resource="resource-1")
+    for example, sender, body in (
+        (EXAMPLE_1, "http.localhost", "Example message 1"),
+        (EXAMPLE_2, "http.localhost", "Example message 2"),
+        (EXAMPLE_3, "sender@example.com", "Example message 1"),
+    ):
+        status, _, text = await post(component, example)
+        assert (status, text) == (200, "")
+        message = await test.next_message()
+        assert message["body"] == body
+        assert message["from"].bare == sender
+        assert message["type"] == "chat"
+
+
+async def test_api_key_as_query_parameter_and_to_from_the_url(component, xmpp_client):
+    bob = await xmpp_client("bob", resource="desk")
+    stanza = '<message type="chat" to="nobody@localhost"><body>via URL</body></message>'
+    status, _, _ = await post(component, stanza, path="/rest/stream/bob@localhost/desk?api-key=test-key",
+                              headers={"Content-Type": "application/xml"})
+    assert status == 200
+    message = await bob.next_message()
+    assert (message["body"], str(message["to"])) == ("via URL", "bob@localhost/desk")
+
+
+async def test_iq_without_from_returns_the_reply(component):
+    status, headers, text = await post(
+        component, '<iq type="get" to="localhost" id="ping-1"><ping xmlns="urn:xmpp:ping"/></iq>')
+    assert status == 200
+    assert headers["Content-Type"] == "application/xml; charset=utf-8"
+    assert 'type="result"' in text and 'id="ping-1"' in text and 'from="localhost"' in text
+
+
+async def test_iq_error_reply_is_returned_with_200_as_tigase(component):
+    status, _, text = await post(
+        component, '<iq type="get" to="localhost"><query xmlns="urn:example:unknown"/></iq>')
+    assert status == 200
+    assert 'type="error"' in text and "service-unavailable" in text
+
+
+async def test_iq_timeout_is_504(component_factory, xmpp_client):
+    component = component_factory(xmpp={"iq_timeout": 1})
+    bob = await xmpp_client("bob", resource="silent")
+    # Bob's client takes this IQ and never answers it (a handled stanza gets no automatic error).
+    bob.xmpp.register_handler(Callback("swallow", MatchXPath("{jabber:client}iq/{urn:example:silent}q"), lambda _: None))
+    started = time.monotonic()
+    status, _, text = await post(
+        component, '<iq type="get" to="bob@localhost/silent"><q xmlns="urn:example:silent"/></iq>',
+        headers={**KEY, "Content-Type": "application/json"})
+    assert status == 504
+    assert "remote-server-timeout" in text and "bob@localhost/silent" in text
+    assert 0.9 < time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("auth, headers, status, reason", [
+    (None, XML, 401, "Authentication required"),
+    (ADMIN, {"Content-Type": "application/xml"}, 403, "Missing required 'Api-Key'"),
+    (ADMIN, {**XML, "Api-Key": "wrong"}, 403, "not authorized to access /rest/stream/"),
+    (basic("alice@localhost", "alicepass"), XML, 403, "alice@localhost is not an admin"),
+    (basic("admin@localhost", "wrong"), XML, 401, "Invalid credentials"),
+])
+async def test_access_is_refused_with_the_reason(component, auth, headers, status, reason):
+    got, response_headers, text = await post(component, EXAMPLE_2, auth=auth, headers=headers)
+    assert got == status
+    assert reason in text
+    if status == 401:
+        assert response_headers["WWW-Authenticate"].startswith('Basic realm="TigasePlain"')
+
+
+@pytest.mark.parametrize("body, reason", [
+    ("", "No data received"),
+    ("<message to='bob@localhost'><body>unclosed</message>", "Malformed XML"),
+    ("<presence to='bob@localhost'/><presence to='bob@localhost'/>", "Malformed XML"),
+    ("<foo to='bob@localhost'/>", "Not a stanza"),
+    ("<iq type='result' to='localhost'/>", "type get or set"),
+    ("<message><body>nowhere</body></message>", "has no 'to'"),
+])
+async def test_bad_bodies_are_400_with_the_reason(component, body, reason):
+    status, _, text = await post(component, body)
+    assert status == 400
+    assert reason in text
+
+
+async def test_body_over_the_limit_is_413(component_factory):
+    component = component_factory(http={"max_body_bytes": 1024})
+    status, _, text = await post(component, "<message to='bob@localhost'><body>" + "x" * 2000 + "</body></message>")
+    assert status == 413
+    assert "larger than 1024" in text
+
+
+async def test_prosody_down_gives_503_then_the_component_reconnects(prosody, component, xmpp_client):
+    status, _, _ = await post(component, EXAMPLE_2)  # logs the admin in while the server is up
+    assert status == 200
+    prosody.kill()
+    try:
+        status, headers, text = await post(component, EXAMPLE_2)
+        assert status == 503
+        assert headers["Retry-After"].isdigit()
+        assert "link is down" in text
+    finally:
+        prosody.start()
+    bob = await xmpp_client("bob", resource="after-restart")
+    deadline = time.monotonic() + 20
+    while True:  # the component reconnects on its own, with backoff
+        status, _, _ = await post(component, '<message to="bob@localhost/after-restart"><body>back</body></message>')
+        if status == 200 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.25)
+    assert status == 200
+    assert (await bob.next_message())["body"] == "back"
+    assert component.process.poll() is None  # never restarted

@@ -1,0 +1,107 @@
+"""The one lifecycle owner: XMPP component link, caller session pool, HTTP server, signals.
+
+Start: XMPP link (in the background: HTTP answers 503 until it is up), caller pool, HTTP.
+Stop (SIGTERM/SIGINT): HTTP first (stop accepting, let in-flight requests finish, bounded),
+then the caller sessions, then the component link. SIGHUP reloads the handler scripts and the
+[auth] section without dropping in-flight requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import signal
+from pathlib import Path
+
+from aiohttp import web
+
+from . import config as config_mod
+from . import logs
+from .config import Config
+from .http.auth import ApiKeyChecker
+from .http.server import AccessLogger, create_app
+from .loader import RouteTable, load_routes
+from .xmpp.component import ComponentLink
+from .xmpp.sessions import CallerPool
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    """Everything a request needs; handed to handlers through ``Service``."""
+
+    def __init__(self, config: Config, config_path: Path | None = None):
+        self.config = config
+        self.config_path = config_path
+        self.link = ComponentLink(config.xmpp)
+        self.pool = CallerPool(config)
+        self.api_keys = ApiKeyChecker(config.auth)
+        self.routes: RouteTable = load_routes(config.scripts_path)
+        self.redactor: logs.RedactingFilter | None = None
+
+    def reload(self) -> None:
+        """Reload scripts and [auth]; in-flight requests keep the objects they already hold."""
+        if self.config_path is not None:
+            try:
+                fresh = config_mod.load(self.config_path)
+            except config_mod.ConfigError as e:
+                log.error("Reload: config not reloaded, keeping the running one: %s", e)
+            else:
+                if fresh.xmpp != self.config.xmpp or fresh.http != self.config.http:
+                    log.warning("Reload: [xmpp] and [http] changes need a restart; applying [auth] only")
+                self.config = dataclasses.replace(self.config, auth=fresh.auth)
+                self.api_keys = ApiKeyChecker(fresh.auth)
+                self.pool.config = self.config
+                if self.redactor is not None:
+                    self.redactor.secrets = logs.RedactingFilter(secrets_of(self.config)).secrets
+        self.routes = load_routes(self.config.scripts_path)
+
+
+def secrets_of(config: Config) -> list[str]:
+    return [config.xmpp.secret, *(k.key for k in config.auth.api_keys if k.key != "open_access")]
+
+
+async def serve(config: Config, config_path: Path | None = None,
+                redactor: logs.RedactingFilter | None = None) -> int:
+    runtime = Runtime(config, config_path)
+    runtime.redactor = redactor
+    runtime.link.start()
+    runtime.pool.start()
+    app = create_app(runtime)
+    runner = web.AppRunner(app, access_log_class=AccessLogger, handle_signals=False,
+                           shutdown_timeout=config.xmpp.iq_timeout + 5)
+    await runner.setup()
+    site = web.TCPSite(runner, config.http.host, config.http.port)
+    try:
+        await site.start()
+    except OSError as e:
+        log.error("Cannot listen on %s:%s: %s", config.http.host, config.http.port, e.strerror or e)
+        await runner.cleanup()
+        await runtime.pool.close()
+        await runtime.link.stop()
+        return 1
+    log.info("HTTP API listening on http://%s:%s%s/", config.http.host, config.http.port,
+             "" if config.http.context_path == "/" else config.http.context_path)
+
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stopping.set)
+    loop.add_signal_handler(signal.SIGINT, stopping.set)
+    loop.add_signal_handler(signal.SIGHUP, runtime.reload)
+    try:
+        await stopping.wait()
+    finally:
+        log.info("Shutting down: HTTP first, then XMPP")
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        await runner.cleanup()
+        await runtime.pool.close()
+        await runtime.link.stop()
+    log.info("Stopped")
+    return 0
+
+
+def run(config: Config, config_path: Path | None = None) -> int:
+    redactor = logs.setup(config.log.level, secrets_of(config))
+    return asyncio.run(serve(config, config_path, redactor))

@@ -1,0 +1,251 @@
+"""Configuration: one TOML file, every key overridable by env ``TIGASE_REST_<SECTION>_<KEY>``.
+
+The schema below is the single source of truth: loading, env overrides, ``--check-config`` and
+``etc/config.example.toml`` all follow it. A bad value raises :class:`ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+ENV_PREFIX = "TIGASE_REST_"
+C2S_TLS_MODES = ("starttls", "direct", "none")
+
+
+class ConfigError(Exception):
+    """A configuration problem; the message names the offending key."""
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    key: str
+    # Empty tuples mean "no restriction": any Host, any path (Tigase's ApiKeyItem semantics).
+    domains: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class XmppConfig:
+    host: str = "127.0.0.1"
+    port: int = 5347
+    component_jid: str = "http.localhost"
+    secret: str = ""
+    secret_file: str = ""
+    domain: str = "localhost"
+    c2s_host: str = ""  # empty: same as host
+    c2s_port: int = 5222
+    c2s_tls: str = "starttls"
+    c2s_ca_file: str = ""
+    bosh_url: str = ""
+    iq_timeout: float = 30.0
+    reconnect_max_delay: float = 30.0
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    context_path: str = "/rest"
+    scripts_dir: str = "scripts/rest"
+    max_body_bytes: int = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    api_keys: tuple[ApiKey, ...] = ()
+    admins: tuple[str, ...] = ()
+    open_access: bool = False
+    # A caller is also an admin when the server offers its session the XEP-0133 commands.
+    admins_from_server: bool = True
+    credential_ttl: float = 300.0
+    max_failures: int = 5
+    failure_window: float = 60.0
+    max_sessions: int = 1000
+    session_idle_timeout: float = 300.0
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = "info"
+
+
+@dataclass(frozen=True)
+class Config:
+    xmpp: XmppConfig = field(default_factory=XmppConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    base_dir: Path = Path(".")  # relative paths (scripts_dir, files) resolve against the config's folder
+
+    @property
+    def c2s_host(self) -> str:
+        return self.xmpp.c2s_host or self.xmpp.host
+
+    @property
+    def scripts_path(self) -> Path:
+        return (self.base_dir / self.http.scripts_dir).resolve()
+
+
+SECTIONS = {"xmpp": XmppConfig, "http": HttpConfig, "auth": AuthConfig, "log": LogConfig}
+
+
+def load(path: str | os.PathLike | None, env: Mapping[str, str] | None = None) -> Config:
+    """Read the TOML file (if any), apply env overrides, validate. Raises ConfigError."""
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    base_dir = Path.cwd()
+    if path is not None:
+        p = Path(path)
+        try:
+            raw = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {p}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{p}: invalid TOML: {e}") from None
+        # Relative paths in the example config are relative to the project root (etc/..).
+        base_dir = p.resolve().parent.parent if p.resolve().parent.name == "etc" else p.resolve().parent
+    return from_dict(raw, env, base_dir)
+
+
+def from_dict(raw: Mapping[str, Any], env: Mapping[str, str] | None = None, base_dir: Path | None = None) -> Config:
+    env = {} if env is None else env
+    for name in raw:
+        if name not in SECTIONS:
+            raise ConfigError(f"unknown section [{name}] (known: {', '.join(SECTIONS)})")
+    sections = {}
+    for name, cls in SECTIONS.items():
+        values = dict(raw.get(name) or {})
+        if not isinstance(values, dict):
+            raise ConfigError(f"[{name}] must be a table")
+        for f in dataclasses.fields(cls):
+            env_name = f"{ENV_PREFIX}{name.upper()}_{f.name.upper()}"
+            if env_name in env:
+                values[f.name] = _from_env(f, env[env_name], env_name)
+        known = {f.name for f in dataclasses.fields(cls)}
+        for key in values:
+            if key not in known:
+                raise ConfigError(f"unknown key {name}.{key}")
+        sections[name] = cls(**{k: _coerce(name, cls, k, v) for k, v in values.items()})
+    cfg = Config(**sections, base_dir=base_dir or Path.cwd())
+    cfg = _resolve_secret(cfg)
+    validate(cfg)
+    return cfg
+
+
+def _from_env(f: dataclasses.Field, text: str, env_name: str) -> Any:
+    """Env values are strings; lists are comma separated."""
+    if f.name in ("api_keys", "admins"):
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return text
+
+
+_BOOL = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
+
+
+def _coerce(section: str, cls: type, key: str, value: Any) -> Any:
+    name = f"{section}.{key}"
+    default = next(f for f in dataclasses.fields(cls) if f.name == key)
+    kind = type(default.default) if default.default is not dataclasses.MISSING else tuple
+    if key == "api_keys":
+        return _api_keys(value)
+    if kind is tuple:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{name} must be a list of strings")
+        return tuple(value)
+    if kind is bool:
+        if isinstance(value, str) and value.lower() in _BOOL:
+            return _BOOL[value.lower()]
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be true or false, not {value!r}")
+        return value
+    if kind in (int, float):
+        try:
+            number = kind(value) if not isinstance(value, bool) else None
+        except (TypeError, ValueError):
+            number = None
+        if number is None:
+            raise ConfigError(f"{name} must be a number, not {value!r}")
+        return number
+    if not isinstance(value, str):
+        raise ConfigError(f"{name} must be a string, not {value!r}")
+    return value
+
+
+def _api_keys(value: Any) -> tuple[ApiKey, ...]:
+    if not isinstance(value, list):
+        raise ConfigError("auth.api_keys must be a list of keys or tables {key, domains, paths}")
+    keys = []
+    for i, item in enumerate(value):
+        if isinstance(item, str):
+            keys.append(ApiKey(item))
+            continue
+        if not isinstance(item, dict) or not isinstance(item.get("key"), str) or not item["key"]:
+            raise ConfigError(f"auth.api_keys[{i}] must be a string or a table with a non-empty 'key'")
+        extra = set(item) - {"key", "domains", "paths"}
+        if extra:
+            raise ConfigError(f"auth.api_keys[{i}]: unknown key {sorted(extra)[0]!r}")
+        domains = tuple(item.get("domains", ()))
+        paths = tuple(item.get("paths", ()))
+        for p in paths:
+            try:
+                re.compile(p)
+            except re.error as e:
+                raise ConfigError(f"auth.api_keys[{i}].paths: invalid regex {p!r}: {e}") from None
+        keys.append(ApiKey(item["key"], domains, paths))
+    return tuple(keys)
+
+
+def _resolve_secret(cfg: Config) -> Config:
+    x = cfg.xmpp
+    if x.secret or not x.secret_file:
+        return cfg
+    path = Path(x.secret_file)
+    if not path.is_absolute():
+        path = cfg.base_dir / path
+    try:
+        secret = path.read_text(encoding="utf-8").strip()
+    except OSError as e:
+        raise ConfigError(f"xmpp.secret_file: cannot read {path}: {e.strerror}") from None
+    return dataclasses.replace(cfg, xmpp=dataclasses.replace(x, secret=secret))
+
+
+def validate(cfg: Config) -> None:
+    x, h, a = cfg.xmpp, cfg.http, cfg.auth
+    if not x.secret:
+        raise ConfigError("xmpp.secret is required (or xmpp.secret_file, or env TIGASE_REST_XMPP_SECRET)")
+    if not x.component_jid or "@" in x.component_jid or "/" in x.component_jid:
+        raise ConfigError(f"xmpp.component_jid must be a bare domain like http.example.com, not {x.component_jid!r}")
+    if not x.domain:
+        raise ConfigError("xmpp.domain is required")
+    for name, port in (("xmpp.port", x.port), ("xmpp.c2s_port", x.c2s_port), ("http.port", h.port)):
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"{name} must be a TCP port (0-65535), not {port}")
+    if x.c2s_tls not in C2S_TLS_MODES:
+        raise ConfigError(f"xmpp.c2s_tls must be one of {', '.join(C2S_TLS_MODES)}, not {x.c2s_tls!r}")
+    if x.bosh_url and not re.match(r"https?://", x.bosh_url):
+        raise ConfigError(f"xmpp.bosh_url must be an http(s) URL, not {x.bosh_url!r}")
+    if x.iq_timeout <= 0:
+        raise ConfigError("xmpp.iq_timeout must be > 0 seconds")
+    if not h.context_path.startswith("/") or (h.context_path != "/" and h.context_path.endswith("/")):
+        raise ConfigError(f"http.context_path must start with / and not end with /, not {h.context_path!r}")
+    if h.max_body_bytes <= 0:
+        raise ConfigError("http.max_body_bytes must be > 0")
+    if not cfg.scripts_path.is_dir():
+        raise ConfigError(f"http.scripts_dir: no such folder {cfg.scripts_path}")
+    if a.max_failures < 1 or a.failure_window <= 0 or a.credential_ttl < 0:
+        raise ConfigError("auth.max_failures must be >= 1, auth.failure_window > 0, auth.credential_ttl >= 0")
+    if a.max_sessions < 1:
+        raise ConfigError("auth.max_sessions must be >= 1")
+    for jid in a.admins:
+        if "@" not in jid or "/" in jid:
+            raise ConfigError(f"auth.admins: {jid!r} is not a bare JID")
+    if cfg.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(f"log.level must be debug, info, warning or error, not {cfg.log.level!r}")

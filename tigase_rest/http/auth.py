@@ -1,0 +1,92 @@
+"""API keys and Basic auth, checked in Tigase's order: the API key first, then the login.
+
+API keys come from the ``Api-Key`` header or the ``api-key`` query parameter. A key may be limited
+to HTTP Host names and to path regexes (full match against the path including the context, as
+Tigase's ApiKeyItem). A key literally named ``open_access`` is used for requests that carry no key,
+and ``open_access = true`` disables keys entirely. Keys are compared in constant time.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import re
+
+from aiohttp import web
+from slixmpp.jid import JID
+
+from ..config import ApiKey, AuthConfig
+from ..errors import HttpError
+from ..xmpp.sessions import CHALLENGE
+from ..xmpp.stanzas import parse_bare_jid
+
+OPEN_ACCESS_KEY = "open_access"
+
+
+def request_api_key(request: web.Request) -> str | None:
+    return request.headers.get("Api-Key") or request.query.get("api-key") or None
+
+
+class ApiKeyChecker:
+    def __init__(self, config: AuthConfig):
+        self.open_access = config.open_access
+        self.keys = [(k, [re.compile(p) for p in k.paths]) for k in config.api_keys if k.key != OPEN_ACCESS_KEY]
+        open_keys = [k for k in config.api_keys if k.key == OPEN_ACCESS_KEY]
+        self.open_key = (open_keys[0], [re.compile(p) for p in open_keys[0].paths]) if open_keys else None
+
+    def check(self, request: web.Request) -> bool:
+        """True when the request carries a valid key (or access is open); raises 403 otherwise."""
+        if self.open_access:
+            return False
+        given = request_api_key(request)
+        host = (request.host or "").rsplit(":", 1)[0].lower()
+        path = request.path
+        if given is None:
+            if self.open_key and _allows(self.open_key, host, path):
+                return False
+            raise HttpError(403, "Missing required 'Api-Key' header (or 'api-key' query parameter)")
+        matched = None
+        for entry in self.keys:
+            # compare every key, so the time taken does not tell which key was close
+            if hmac.compare_digest(entry[0].key.encode(), given.encode()):
+                matched = entry
+        if matched is None or not _allows(matched, host, path):
+            raise HttpError(403, f"Provided Api-Key is not authorized to access {path}")
+        return True
+
+
+def _allows(entry: tuple[ApiKey, list[re.Pattern]], host: str, path: str) -> bool:
+    key, patterns = entry
+    if key.domains and host not in (d.lower() for d in key.domains):
+        return False
+    return not patterns or any(p.fullmatch(path) for p in patterns)
+
+
+def basic_credentials(request: web.Request) -> tuple[str, str] | None:
+    """(bare JID, password) from the Authorization header, or None when there is none."""
+    header = request.headers.get("Authorization")
+    if not header:
+        return None
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        raise HttpError(401, f"Unsupported authorization scheme {scheme!r}: use Basic", headers=challenge())
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise HttpError(401, "Malformed Basic authorization header", headers=challenge()) from None
+    user, sep, password = decoded.partition(":")
+    if not sep or not user or not password:
+        raise HttpError(401, "Basic authorization needs 'bare-jid:password'", headers=challenge())
+    return user, password
+
+
+def caller_jid(user: str) -> JID:
+    try:
+        return parse_bare_jid(user, "the Basic auth user name")
+    except HttpError as e:
+        raise HttpError(401, e.reason, headers=challenge()) from None
+
+
+def challenge() -> dict[str, str]:
+    return {"WWW-Authenticate": CHALLENGE}

@@ -1,0 +1,85 @@
+"""The ``GET /rest/`` index page, generated from the loaded handlers' descriptions.
+
+Like Tigase's page: grouped by folder prefix, one box per method with its path and summary.
+No API key or login is needed to read it; it shows no secrets.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from typing import TYPE_CHECKING
+
+from .. import __version__
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..loader import RouteTable
+
+COLOURS = {"GET": "#0f6ab4", "POST": "#547f00", "PUT": "#c5862b", "DELETE": "#a41e22"}
+
+STYLE = """
+body { font-family: sans-serif; max-width: 60em; margin: 2em auto; color: #222; }
+h2 { border-bottom: 1px solid #ccc; }
+details { border: 1px solid #ddd; border-radius: 4px; margin: .4em 0; }
+summary { padding: .4em; cursor: pointer; }
+.m { display: inline-block; width: 5em; text-align: center; color: #fff; border-radius: 3px; font-weight: bold; }
+.p { font-family: monospace; margin-left: .6em; }
+.i { float: right; color: #555; }
+.b { padding: .2em 1em 1em; }
+pre { background: #f5f5f5; padding: .6em; overflow-x: auto; }
+.warn { color: #a41e22; }
+"""
+
+
+def render_index(routes: "RouteTable", config: "Config", request) -> str:
+    ctx = "" if config.http.context_path == "/" else config.http.context_path
+    base = f"{request.scheme}://{request.host}{ctx}"
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>tigase-rest API</title>",
+        f"<style>{STYLE}</style></head><body>",
+        f"<h1>tigase-rest {escape(__version__)}: REST API for {escape(config.xmpp.domain)}</h1>",
+        "<p>Send JSON or XML. The answer's format follows the request's <code>Content-Type</code>, then the "
+        "<code>type</code> parameter (<code>?type=application/json</code>), then <code>Accept</code>; XML otherwise. "
+        "Most endpoints need an API key (<code>Api-Key</code> header or <code>api-key</code> parameter); "
+        "endpoints with a role need HTTP Basic auth with a bare JID and its XMPP password. "
+        "A method not listed for a path answers 404, as in Tigase. Errors carry their reason in the body.</p>",
+    ]
+    for folder, folder_routes in sorted(routes.by_folder.items()):
+        parts.append(f"<h2>/{escape(folder)}</h2>")
+        for route in sorted(folder_routes, key=lambda r: (r.handler.description or {}).get("regex", r.handler.regex)):
+            parts.extend(_route_boxes(route, base))
+    if routes.errors:
+        parts.append("<h2 class='warn'>Scripts that failed to load</h2><ul>")
+        parts.extend(f"<li><code>{escape(path.name)}</code>: {escape(err)}</li>" for path, err in routes.errors)
+        parts.append("</ul>")
+    parts.append("</body></html>")
+    return "".join(parts)
+
+
+def _route_boxes(route, base: str) -> list[str]:
+    handler = route.handler
+    description = handler.description or {}
+    shown_path = f"/{route.folder}{description.get('regex', handler.regex)}"
+    access = []
+    if handler.api_key:
+        access.append("API key")
+    if handler.required_role:
+        login = f"login as {handler.required_role}"
+        access.append(f"{login} (or API key alone)" if handler.api_key_replaces_login else login)
+    out = []
+    for method in handler.methods():
+        info = description.get(method, {})
+        colour = COLOURS.get(method, "#555")
+        out.append(
+            f"<details><summary><span class='m' style='background:{colour}'>{method}</span>"
+            f"<span class='p'>{escape(shown_path)}</span>"
+            f"<span class='i'>{escape(info.get('info', ''))}</span></summary><div class='b'>"
+            f"<p>Access: {escape(', '.join(access) or 'open')}.</p>"
+        )
+        if info.get("description"):
+            out.append(f"<p>{escape(info['description']).replace(chr(10), '<br/>')}</p>")
+        example = info.get("example")
+        if example:
+            out.append(f"<pre>{escape(example.replace('{base}', base))}</pre>")
+        out.append("</div></details>")
+    return out

@@ -1,0 +1,194 @@
+"""The aiohttp application: one catch-all route under the context path, dispatched to handlers.
+
+Order per request (Tigase's): route -> API key -> login and role -> body -> handler -> result.
+Every error is answered in the format the client negotiated, with the reason in the body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from .. import coding
+from ..errors import HttpError
+from ..handlers import Result, build_args
+from ..service import Service
+from .auth import basic_credentials, caller_jid, challenge
+from .index import render_index
+
+if TYPE_CHECKING:
+    from ..app import Runtime
+
+log = logging.getLogger(__name__)
+
+RUNTIME = web.AppKey("runtime", object)
+# A handler that returns without answering gets this long beyond the IQ timeout to call back.
+CALLBACK_GRACE = 5.0
+
+
+def create_app(runtime: "Runtime") -> web.Application:
+    http = runtime.config.http
+    app = web.Application(client_max_size=http.max_body_bytes)
+    app[RUNTIME] = runtime
+    ctx = "" if http.context_path == "/" else http.context_path
+    app.router.add_route("GET", ctx or "/", index)
+    if ctx:
+        app.router.add_route("GET", ctx + "/", index)
+    app.router.add_route("*", ctx + "/{tail:.+}", dispatch)
+    app.router.add_route("*", "/{tail:.*}", outside_context)
+    return app
+
+
+def negotiated_format(request: web.Request) -> str:
+    return coding.response_format(
+        request.headers.get("Content-Type"), request.query.get("type"), request.headers.get("Accept"))
+
+
+def error_response(error: HttpError, fmt: str) -> web.Response:
+    return web.Response(
+        status=error.status,
+        text=coding.encode(error.as_data(), fmt),
+        headers={**error.headers, "Content-Type": coding.CONTENT_TYPES[fmt]},
+    )
+
+
+async def index(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    html = render_index(runtime.routes, runtime.config, request)
+    return web.Response(text=html, content_type="text/html", charset="utf-8")
+
+
+async def outside_context(request: web.Request) -> web.Response:
+    ctx = request.app[RUNTIME].config.http.context_path
+    return error_response(HttpError(404, f"Not found: the REST API is under {ctx}/"), negotiated_format(request))
+
+
+async def dispatch(request: web.Request) -> web.StreamResponse:
+    fmt = negotiated_format(request)
+    try:
+        return await _dispatch(request, fmt)
+    except HttpError as e:
+        if e.status >= 500:
+            log.warning("%s %s -> %d %s", request.method, request.path, e.status, e.reason)
+        return error_response(e, fmt)
+    except web.HTTPRequestEntityTooLarge as e:
+        return error_response(HttpError(413, f"Request body is larger than {e.max_size} bytes"), fmt)
+    except asyncio.CancelledError:
+        raise  # the client went away; nothing to answer
+    except Exception as e:  # noqa: BLE001 - a handler bug must not take the server down
+        log.exception("Handler failed for %s %s", request.method, request.path)
+        return error_response(HttpError(500, f"Internal error in the handler: {type(e).__name__}"), fmt)
+
+
+async def _dispatch(request: web.Request, fmt: str) -> web.StreamResponse:
+    runtime: Runtime = request.app[RUNTIME]
+    config = runtime.config
+    ctx = "" if config.http.context_path == "/" else config.http.context_path
+    path = request.path[len(ctx):]
+    resolved = runtime.routes.resolve(path)
+    if resolved is None:
+        raise HttpError(404, f"No handler for {request.path}")
+    route, groups = resolved
+    handler = route.handler
+    func = handler.exec_for(request.method)
+    if func is None:
+        # Tigase answers 404 (not 405) for a method the handler does not implement.
+        raise HttpError(404, f"{request.method} is not supported on {request.path} "
+                             f"(supported: {', '.join(handler.methods())})")
+
+    key_ok = runtime.api_keys.check(request) if handler.api_key else False
+
+    caller = password = None
+    if handler.required_role and not (handler.api_key_replaces_login and key_ok):
+        credentials = basic_credentials(request)
+        if credentials is None:
+            raise HttpError(401, "Authentication required: HTTP Basic auth with your bare JID and XMPP password",
+                            headers=challenge())
+        user, password = credentials
+        caller = await runtime.pool.authenticate(caller_jid(user), password, request.remote or "")
+        if handler.required_role == "admin" and not caller.is_admin:
+            raise HttpError(403, f"{caller.jid} is not an admin: this resource needs the admin role")
+
+    content_length = request.content_length
+    if content_length is not None and content_length > config.http.max_body_bytes:
+        raise HttpError(413, f"Request body of {content_length} bytes is larger than {config.http.max_body_bytes}")
+    has_body = request.body_exists
+    content: Any = None
+    if has_body and handler.decode_content:
+        body = await request.read()
+        has_body = bool(body)
+        if has_body:
+            body_fmt = coding.body_format(request.headers.get("Content-Type"), body)
+            if body_fmt is None:
+                raise HttpError(415, f"Cannot decode a {request.headers.get('Content-Type')!r} body: send JSON or XML")
+            content = coding.decode_body(body, body_fmt)
+    elif has_body:
+        content = request
+
+    service = Service(runtime, caller, password)
+    loop = asyncio.get_running_loop()
+    answered = loop.create_future()
+
+    def callback(result: Any = None) -> None:
+        if not answered.done():
+            answered.set_result(result)
+
+    args = build_args(route.signatures[request.method], service=service, callback=callback,
+                      with_user=handler.required_role is not None, user=caller.jid if caller else None,
+                      request=request, has_body=has_body, content=content, groups=groups)
+    returned = func(*args)
+    if inspect.isawaitable(returned):
+        returned = await returned
+    if answered.done():
+        result = answered.result()
+    elif returned is not None:
+        result = returned
+    elif handler.is_async:
+        try:
+            result = await asyncio.wait_for(answered, config.xmpp.iq_timeout + CALLBACK_GRACE)
+        except asyncio.TimeoutError:
+            raise HttpError(504, "The handler did not answer in time") from None
+    else:
+        raise HttpError(500, f"{type(handler).__name__} returned without calling back")
+    return await render_result(result, request, fmt)
+
+
+async def render_result(result: Any, request: web.Request, fmt: str) -> web.StreamResponse:
+    if result is None:
+        raise HttpError(404, f"Nothing found at {request.path}")
+    if isinstance(result, web.StreamResponse):
+        return result
+    if isinstance(result, Result):
+        return web.Response(status=result.status, body=result.data,
+                            headers={**dict(result.headers), "Content-Type": result.content_type})
+    if isinstance(result, str):
+        return web.Response(text=result, content_type="text/plain", charset="utf-8")
+    if isinstance(result, (bytes, bytearray)):
+        return web.Response(body=bytes(result), content_type="application/octet-stream")
+    if isinstance(result, (dict, list)):
+        return web.Response(text=coding.encode(result, fmt), headers={"Content-Type": coding.CONTENT_TYPES[fmt]})
+    if callable(result):
+        response = result(request)
+        if inspect.isawaitable(response):
+            response = await response
+        if not isinstance(response, web.StreamResponse):
+            raise HttpError(500, "A callable result must return an aiohttp response")
+        return response
+    raise HttpError(500, f"Unsupported handler result type {type(result).__name__}")
+
+
+class AccessLogger(AbstractAccessLogger):
+    """method, path, status, time: never the query string (it may carry ``api-key``) or headers."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time_taken: float) -> None:
+        self.logger.info("%s %s %s %d %.1fms", request.remote, request.method, request.path,
+                         response.status, time_taken * 1000)
+
+    @property
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.INFO)

@@ -1,0 +1,112 @@
+"""Loads handler scripts from ``scripts/rest/<folder>/*.py`` and resolves a path to a handler.
+
+The folder is the URL prefix. Within a folder, patterns are tried longest first and must match the
+whole rest of the path (Tigase's PATTERN_COMPARATOR). Routing looks the folder up in a dict first,
+so the cost of a request does not grow with the number of folders.
+A script that fails to import is logged with its path and skipped; the others still serve.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import logging
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .handlers import METHODS, ROLES, Handler, Signature, signature_of
+
+log = logging.getLogger(__name__)
+
+_generation = itertools.count(1)  # unique module names across reloads
+
+
+@dataclass(frozen=True)
+class Route:
+    folder: str
+    pattern: re.Pattern
+    handler: Handler
+    script: Path
+    signatures: dict[str, Signature]
+
+    @property
+    def path_pattern(self) -> str:
+        return f"/{self.folder}{self.handler.regex}"
+
+
+@dataclass
+class RouteTable:
+    by_folder: dict[str, list[Route]] = field(default_factory=dict)
+    errors: list[tuple[Path, str]] = field(default_factory=list)
+
+    def routes(self) -> list[Route]:
+        return [r for folder in sorted(self.by_folder) for r in self.by_folder[folder]]
+
+    def resolve(self, path: str) -> tuple[Route, tuple] | None:
+        """``path`` is relative to the context path and starts with ``/<folder>``."""
+        folder = path[1:].split("/", 1)[0]
+        rest = path[1 + len(folder):]
+        for route in self.by_folder.get(folder, ()):
+            match = route.pattern.fullmatch(rest)
+            if match:
+                return route, match.groups()
+        return None
+
+
+def load_routes(scripts_dir: Path) -> RouteTable:
+    table = RouteTable()
+    generation = next(_generation)
+    if not scripts_dir.is_dir():
+        log.error("scripts_dir %s does not exist: no handlers loaded", scripts_dir)
+        return table
+    for folder in sorted(p for p in scripts_dir.iterdir() if p.is_dir() and p.name != "static"):
+        if folder.name.startswith((".", "_")):
+            continue
+        routes = []
+        for script in sorted(folder.glob("*.py")):
+            try:
+                routes.extend(_load_script(folder.name, script, generation))
+            except Exception as e:  # noqa: BLE001 - one broken script must not stop the others
+                log.error("Skipping handler script %s: %s: %s", script, type(e).__name__, e, exc_info=True)
+                table.errors.append((script, f"{type(e).__name__}: {e}"))
+        if routes:
+            routes.sort(key=lambda r: len(r.handler.regex), reverse=True)
+            table.by_folder[folder.name] = routes
+    count = sum(len(r) for r in table.by_folder.values())
+    log.info("Loaded %d handlers from %s (%d scripts skipped)", count, scripts_dir, len(table.errors))
+    return table
+
+
+def _load_script(folder: str, script: Path, generation: int) -> list[Route]:
+    name = f"tigase_rest_scripts.g{generation}.{folder}.{script.stem}"
+    spec = importlib.util.spec_from_file_location(name, script)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pickling look modules up by name
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    classes = [
+        obj for obj in vars(module).values()
+        if isinstance(obj, type) and issubclass(obj, Handler) and obj is not Handler and obj.__module__ == name
+    ]
+    if not classes:
+        raise ValueError("defines no subclass of tigase_rest.handlers.Handler")
+    return [_route(folder, script, cls()) for cls in classes]
+
+
+def _route(folder: str, script: Path, handler: Handler) -> Route:
+    cls = type(handler).__name__
+    if handler.required_role not in ROLES:
+        raise ValueError(f"{cls}.required_role must be one of {ROLES}, not {handler.required_role!r}")
+    try:
+        pattern = re.compile(handler.regex)
+    except re.error as e:
+        raise ValueError(f"{cls}.regex {handler.regex!r} is invalid: {e}") from None
+    if not handler.methods():
+        raise ValueError(f"{cls} defines none of exec_get/exec_put/exec_post/exec_delete")
+    signatures = {m: signature_of(handler, m, pattern.groups) for m in METHODS if handler.exec_for(m)}
+    return Route(folder, pattern, handler, script, signatures)

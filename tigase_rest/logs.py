@@ -1,0 +1,59 @@
+"""Logging setup. Secrets never reach a log line: a filter on the handler redacts the configured
+secrets and API keys, SASL payloads and component handshakes in slixmpp's debug stanza dumps,
+Authorization headers, and the values of ``text-private`` data form fields."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+
+REDACTED = "[redacted]"
+
+_PATTERNS = [
+    # SASL exchanges (PLAIN carries the password in base64) and the component handshake.
+    (re.compile(r"(<(auth|response|challenge|success|handshake)\b[^>]*>)[^<]*(</\2>)"), rf"\1{REDACTED}\3"),
+    # <field type="text-private" ...><value>secret</value>: attribute order varies, so match the field.
+    (re.compile(r"(<field\b[^>]*type=['\"]text-private['\"][^>]*>.*?)(?=</field>)", re.S),
+     lambda m: re.sub(r"(<value>)[^<]*(</value>)", rf"\1{REDACTED}\2", m.group(1))),
+    (re.compile(r"(Authorization:\s*\w+\s+)\S+", re.I), rf"\1{REDACTED}"),
+    (re.compile(r"(api-key=)[^&\s]+", re.I), rf"\1{REDACTED}"),
+]
+
+
+class RedactingFilter(logging.Filter):
+    def __init__(self, secrets: list[str] | tuple[str, ...] = ()):
+        super().__init__()
+        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = message
+        for secret in self.secrets:
+            redacted = redacted.replace(secret, REDACTED)
+        for pattern, replacement in _PATTERNS:
+            redacted = pattern.sub(replacement, redacted)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        if record.exc_info and record.exc_text is None:
+            # Format the traceback now so the text can be redacted too.
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            for secret in self.secrets:
+                record.exc_text = record.exc_text.replace(secret, REDACTED)
+        return True
+
+
+def setup(level: str, secrets: list[str] | tuple[str, ...] = ()) -> RedactingFilter:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    redactor = RedactingFilter(secrets)
+    handler.addFilter(redactor)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    if level.upper() != "DEBUG":
+        logging.getLogger("slixmpp").setLevel(logging.WARNING)  # its INFO lines are per-connection noise
+    return redactor

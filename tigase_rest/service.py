@@ -1,0 +1,61 @@
+"""The ``service`` argument handlers receive (Tigase's ``tigase.http.rest.Service``).
+
+One per request: it carries the two identities of DESIGN.md.
+- As the component: ``send`` and ``request`` go over the XEP-0114 link.
+- As the caller: ``caller_request`` goes over the caller's own c2s session.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from xml.etree.ElementTree import Element
+
+from .errors import HttpError
+from .xmpp.sessions import Caller
+
+if TYPE_CHECKING:
+    from .app import Runtime
+
+
+class Service:
+    __slots__ = ("runtime", "caller", "_password")
+
+    def __init__(self, runtime: "Runtime", caller: Caller | None = None, password: str | None = None):
+        self.runtime = runtime
+        self.caller = caller
+        self._password = password
+
+    @property
+    def config(self):
+        return self.runtime.config
+
+    @property
+    def component_jid(self) -> str:
+        return self.runtime.config.xmpp.component_jid
+
+    @property
+    def domain(self) -> str:
+        return self.runtime.config.xmpp.domain
+
+    def is_admin(self, jid: str | None) -> bool:
+        """True for the authenticated caller when an admin, or for a JID listed in [auth] admins."""
+        if jid is None:
+            return False
+        if self.caller is not None and self.caller.jid == jid:
+            return self.caller.is_admin
+        return jid in self.runtime.config.auth.admins
+
+    def send(self, stanza: Element) -> None:
+        """Send a stanza over the component link, fire and forget (503 when the link is down)."""
+        self.runtime.link.send(stanza)
+
+    async def request(self, iq: Element, timeout: float | None = None) -> Element:
+        """An IQ round trip over the component link: the reply element (result or error)."""
+        return await self.runtime.link.request(iq, timeout)
+
+    async def caller_request(self, iq: Element, timeout: float | None = None) -> Element:
+        """An IQ round trip over the caller's own c2s session: the server applies the caller's rights."""
+        if self.caller is None or self._password is None:
+            raise HttpError(401, "This request acts as the caller: log in with Basic auth (bare JID and password)")
+        session = await self.runtime.pool.session(self.caller, self._password)
+        return await session.request(iq, timeout)

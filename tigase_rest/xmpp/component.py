@@ -1,0 +1,157 @@
+"""The XEP-0114 link to the XMPP server: one slixmpp ComponentXMPP, supervised.
+
+- Reconnects by itself with jittered exponential backoff; a deliberate stop never reconnects.
+- While the link is down, ``send``/``request`` fail at once with 503 + Retry-After instead of
+  waiting in slixmpp's send queue.
+- IQ round trips go through :class:`IqTracker` (one dict lookup per reply, our own wire ids).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import Callable
+from xml.etree.ElementTree import Element
+
+from slixmpp import ComponentXMPP
+from slixmpp.jid import JID
+
+from .. import errors
+from ..config import XmppConfig
+from .iq import IqTracker
+from .stanzas import COMPONENT_NS
+
+log = logging.getLogger(__name__)
+
+HANDSHAKE_TIMEOUT = 10.0  # seconds from TCP connect to an accepted handshake
+
+
+class ComponentLink:
+    def __init__(self, config: XmppConfig, plugins: tuple[str, ...] = ()):
+        self.config = config
+        self.jid = JID(config.component_jid)
+        self.plugins = plugins
+        self.xmpp: ComponentXMPP | None = None
+        self._iqs: IqTracker | None = None
+        self._up = asyncio.Event()
+        self._lost = asyncio.Event()
+        self._closing = False
+        self._supervisor: asyncio.Task | None = None
+        self._setup_callbacks: list[Callable[[ComponentXMPP], None]] = []
+        self.connects = 0  # successful handshakes, for tests and logs
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def on_setup(self, callback: Callable[[ComponentXMPP], None]) -> None:
+        """Run ``callback(xmpp)`` once the ComponentXMPP exists (to register plugins/handlers)."""
+        self._setup_callbacks.append(callback)
+
+    def start(self) -> None:
+        c = self.config
+        self.xmpp = xmpp = ComponentXMPP(c.component_jid, c.secret, c.host, c.port)
+        for plugin in self.plugins:
+            xmpp.register_plugin(plugin)
+        xmpp.add_event_handler("session_start", self._on_up)
+        xmpp.add_event_handler("disconnected", self._on_down)
+        xmpp.add_event_handler("connection_failed", self._on_down)
+        xmpp.add_event_handler("stream_error", self._on_stream_error)
+        self._iqs = IqTracker(xmpp, COMPONENT_NS, lambda: self.config.domain)
+        for callback in self._setup_callbacks:
+            callback(xmpp)
+        self._supervisor = asyncio.create_task(self._supervise(), name="xmpp-component-link")
+
+    async def stop(self, timeout: float = 3.0) -> None:
+        self._closing = True
+        self._fail_pending(errors.HttpError(503, "The component is shutting down", condition="service-unavailable"))
+        if self.xmpp is not None and self.connected:
+            try:
+                await asyncio.wait_for(self.xmpp.disconnect(wait=timeout / 2), timeout)
+            except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - we are leaving anyway
+                self.xmpp.abort()
+        if self.xmpp is not None:
+            self.xmpp.cancel_connection_attempt()
+        self._lost.set()
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            await asyncio.gather(self._supervisor, return_exceptions=True)
+
+    @property
+    def connected(self) -> bool:
+        return self._up.is_set()
+
+    async def wait_connected(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._up.wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    async def _supervise(self) -> None:
+        c = self.config
+        attempt = 0
+        while not self._closing:
+            self._lost.clear()
+            log.info("Connecting component %s to %s:%s", c.component_jid, c.host, c.port)
+            self.xmpp.connect(c.host, c.port)
+            try:
+                await asyncio.wait_for(self._up.wait(), HANDSHAKE_TIMEOUT)
+            except asyncio.TimeoutError:
+                if not self._lost.is_set():
+                    log.warning("No accepted handshake within %ss; dropping the attempt", HANDSHAKE_TIMEOUT)
+                    self.xmpp.cancel_connection_attempt()
+                    self.xmpp.abort()
+                    self._lost.set()
+            if self._up.is_set():
+                attempt = 0
+            await self._lost.wait()
+            self.xmpp.cancel_connection_attempt()
+            if self._closing:
+                break
+            attempt += 1
+            # Full jitter keeps many components from hammering a restarted server in lockstep.
+            delay = min(c.reconnect_max_delay, 0.5 * 2 ** min(attempt, 16)) * random.uniform(0.5, 1.0)
+            log.warning("XMPP link down; reconnecting in %.1fs (attempt %d)", delay, attempt)
+            await asyncio.sleep(delay)
+
+    def _on_up(self, _event) -> None:
+        self.connects += 1
+        log.info("Component %s connected (handshake accepted)", self.config.component_jid)
+        self._up.set()
+
+    def _on_down(self, reason) -> None:
+        was_up = self._up.is_set()
+        self._up.clear()
+        self._lost.set()
+        if was_up and not self._closing:
+            log.warning("XMPP link lost: %s", reason or "connection closed")
+        self._fail_pending(errors.link_down())
+
+    def _on_stream_error(self, error) -> None:
+        log.error("Stream error from the server: %s %s (check xmpp.secret and the component block)",
+                  error["condition"], error["text"])
+
+    def _fail_pending(self, error: errors.HttpError) -> None:
+        if self._iqs is not None:
+            self._iqs.fail_all(error)
+
+    # --- traffic ----------------------------------------------------------------------------
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._iqs) if self._iqs else 0
+
+    def send(self, stanza: Element) -> None:
+        """Fire and forget. Raises 503 when the link is down."""
+        if not self.connected:
+            raise errors.link_down()
+        self._iqs.send(stanza)
+
+    async def request(self, iq: Element, timeout: float | None = None) -> Element:
+        """Send an IQ get/set and return the reply element (type result or error).
+        ``from`` defaults to the component's JID."""
+        if not self.connected:
+            raise errors.link_down()
+        if not iq.get("from"):
+            iq.set("from", self.config.component_jid)
+        return await self._iqs.request(iq, timeout or self.config.iq_timeout)

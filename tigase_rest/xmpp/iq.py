@@ -1,0 +1,98 @@
+"""IQ round trips over a slixmpp stream, shared by the component link and the caller sessions.
+
+Replies are matched in one dict lookup from a slixmpp 'in' filter (slixmpp's own per-IQ handlers
+are scanned linearly for every incoming stanza). The id on the wire is ours, so two HTTP requests
+that reuse an id never collide; the caller's id is put back on the reply. A reply is accepted only
+from the entity the request went to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import secrets
+from typing import Callable
+from xml.etree.ElementTree import Element
+
+from slixmpp.jid import JID
+from slixmpp.xmlstream.tostring import tostring
+
+from .. import errors
+from .stanzas import renamespace
+
+log = logging.getLogger(__name__)
+
+
+class IqTracker:
+    def __init__(self, stream, namespace: str, own_origin: Callable[[], str]):
+        """``own_origin()`` names who answers an IQ sent without ``to`` (or a reply without ``from``):
+        the server domain for the component, the user's own account for a client session."""
+        self.stream = stream
+        self.namespace = namespace
+        self.own_origin = own_origin
+        self._pending: dict[str, tuple[asyncio.Future, str]] = {}
+        self._ids = itertools.count(1)
+        self._prefix = secrets.token_hex(4)
+        stream.add_filter("in", self._take_reply)
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def send(self, stanza: Element) -> None:
+        renamespace(stanza, self.namespace)
+        self.stream.send_raw(tostring(stanza, stream=self.stream, top_level=True))
+
+    async def request(self, iq: Element, timeout: float) -> Element:
+        original_id = iq.get("id")
+        wire_id = f"{self._prefix}-{next(self._ids)}"
+        iq.set("id", wire_id)
+        to = iq.get("to") or ""
+        future = asyncio.get_running_loop().create_future()
+        self._pending[wire_id] = (future, _norm(to) or _norm(self.own_origin()))
+        try:
+            self.send(iq)
+            reply = await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            raise errors.timeout(to or "the server", timeout) from None
+        finally:
+            self._pending.pop(wire_id, None)
+            _set_id(iq, original_id)
+        _set_id(reply, original_id)
+        return reply
+
+    def fail_all(self, error: errors.HttpError) -> None:
+        pending, self._pending = self._pending, {}
+        for future, _ in pending.values():
+            if not future.done():
+                future.set_exception(error)
+
+    def _take_reply(self, stanza):
+        xml = stanza.xml
+        if not xml.tag.endswith("}iq") or xml.get("type") not in ("result", "error"):
+            return stanza
+        entry = self._pending.get(xml.get("id", ""))
+        if entry is None:
+            return stanza
+        future, expected = entry
+        sender = _norm(xml.get("from") or "") or _norm(self.own_origin())
+        if sender != expected and sender.split("/", 1)[0] != expected:
+            log.warning("Ignoring IQ reply %s from %s: the request went to %s", xml.get("id"), sender, expected)
+            return None
+        if not future.done():
+            future.set_result(xml)
+        return None
+
+
+def _norm(jid: str) -> str:
+    try:
+        return str(JID(jid)) if jid else ""
+    except Exception:  # noqa: BLE001 - an unparsable JID just never matches
+        return jid
+
+
+def _set_id(stanza: Element, value: str | None) -> None:
+    if value is None:
+        stanza.attrib.pop("id", None)
+    else:
+        stanza.set("id", value)

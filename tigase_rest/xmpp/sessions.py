@@ -1,0 +1,308 @@
+"""Acting as the caller: c2s sessions logged in with the caller's own credentials.
+
+A Basic-auth password is verified by a real SASL login against the server's c2s port; the
+session is kept in a bounded pool (LRU cap, idle timeout) and reused for the caller's IQs, so the
+server applies its own access rules to them (DESIGN.md, "Two identities").
+After a success the check is cached in memory as a salted HMAC with a TTL: a request with cached
+credentials costs no login. Failures are never cached and are rate-limited per JID and per address.
+Sessions send no presence (they are not "available" and receive no chat traffic).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from xml.etree.ElementTree import Element, SubElement
+
+from slixmpp import ClientXMPP
+from slixmpp.jid import JID
+
+from .. import errors
+from ..config import Config
+from .iq import IqTracker
+from .stanzas import CLIENT_NS
+
+log = logging.getLogger(__name__)
+
+ADMIN_NODE_PREFIX = "http://jabber.org/protocol/admin#"
+COMMANDS_NODE = "http://jabber.org/protocol/commands"
+DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
+CHALLENGE = 'Basic realm="TigasePlain", charset="UTF-8"'
+
+
+class AuthFailed(Exception):
+    """The server refused the credentials."""
+
+
+@dataclass(frozen=True)
+class Caller:
+    jid: str  # bare JID, normalised
+    is_admin: bool
+
+
+class CallerSession:
+    """One logged-in c2s session of one caller."""
+
+    def __init__(self, config: Config, jid: JID):
+        self.config = config
+        self.jid = jid
+        self.last_used = time.monotonic()
+        self.xmpp: ClientXMPP | None = None
+        self.iqs: IqTracker | None = None
+        self._alive = False
+
+    @property
+    def alive(self) -> bool:
+        return self._alive
+
+    async def login(self, password: str, timeout: float) -> None:
+        x = self.config.xmpp
+        resource = "tigase-rest-" + secrets.token_hex(4)
+        xmpp = ClientXMPP(f"{self.jid}/{resource}", password)
+        self.xmpp = xmpp
+        mode = x.c2s_tls
+        xmpp.enable_direct_tls = mode == "direct"
+        xmpp.enable_starttls = mode == "starttls"
+        xmpp.enable_plaintext = mode in ("starttls", "none")
+        if x.c2s_ca_file:
+            xmpp.ca_certs = x.c2s_ca_file
+        if mode == "none":  # explicit opt-out, meant for loopback
+            xmpp["feature_mechanisms"].unencrypted_plain = True
+            xmpp["feature_mechanisms"].unencrypted_scram = True
+        self.iqs = IqTracker(xmpp, CLIENT_NS, lambda: str(self.jid))
+        outcome: asyncio.Future = asyncio.get_running_loop().create_future()
+
+        def settle(result) -> None:
+            if not outcome.done():
+                if isinstance(result, BaseException):
+                    outcome.set_exception(result)
+                else:
+                    outcome.set_result(result)
+
+        def on_down(reason) -> None:
+            was_alive, self._alive = self._alive, False
+            if was_alive:
+                log.info("Session of %s closed: %s", self.jid, reason or "connection closed")
+            self.iqs.fail_all(errors.HttpError(
+                503, f"The XMPP session of {self.jid} was closed by the server", condition="service-unavailable"))
+            settle(errors.HttpError(503, f"Cannot log in {self.jid}: the XMPP server closed the connection",
+                                    condition="service-unavailable", headers={"Retry-After": "5"}))
+
+        xmpp.add_event_handler("session_start", lambda _: settle(True))
+        def on_failed_auth(_stanza) -> None:
+            # slixmpp would go on with the next mechanism: one refusal is the answer, and a second
+            # attempt would double the failures the server counts against this account.
+            settle(AuthFailed())
+            xmpp.abort()
+
+        xmpp.add_event_handler("failed_auth", on_failed_auth)
+        xmpp.add_event_handler("no_auth", lambda _: settle(errors.HttpError(
+            502, "The XMPP server offers no login method we may use (is TLS required?)")))
+        xmpp.add_event_handler("connection_failed", lambda e: settle(errors.HttpError(
+            503, f"Cannot reach the XMPP server's c2s port: {e}", condition="service-unavailable",
+            headers={"Retry-After": "5"})))
+        xmpp.add_event_handler("disconnected", on_down)
+        xmpp.connect(self.config.c2s_host, x.c2s_port)
+        try:
+            await asyncio.wait_for(outcome, timeout)
+        except asyncio.TimeoutError:
+            self.close()
+            raise errors.timeout("the XMPP server (login)", timeout) from None
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            # The password is needed only for SASL: do not keep it around.
+            xmpp.password = ""
+        self._alive = True
+
+    async def request(self, iq: Element, timeout: float | None = None) -> Element:
+        if not self._alive:
+            raise errors.HttpError(503, f"The XMPP session of {self.jid} is closed", condition="service-unavailable")
+        self.last_used = time.monotonic()
+        return await self.iqs.request(iq, timeout or self.config.xmpp.iq_timeout)
+
+    def close(self) -> None:
+        self._alive = False
+        if self.xmpp is not None:
+            self.xmpp.cancel_connection_attempt()
+            if self.xmpp.transport:
+                self.xmpp.disconnect(wait=0.5)
+
+
+class FailureLimiter:
+    """Counts failed logins per key (JID, address) in a sliding window."""
+
+    def __init__(self, max_failures: int, window: float, max_keys: int = 100_000):
+        self.max_failures = max_failures
+        self.window = window
+        self.max_keys = max_keys
+        self._failures: dict[str, collections.deque] = {}
+
+    def retry_after(self, key: str) -> float:
+        """Seconds until ``key`` may try again; 0 when it may try now."""
+        failures = self._failures.get(key)
+        if not failures:
+            return 0.0
+        now = time.monotonic()
+        while failures and failures[0] <= now - self.window:
+            failures.popleft()
+        if not failures:
+            del self._failures[key]
+            return 0.0
+        if len(failures) < self.max_failures:
+            return 0.0
+        return failures[0] + self.window - now
+
+    def record(self, key: str) -> None:
+        if key not in self._failures and len(self._failures) >= self.max_keys:
+            self._failures.pop(next(iter(self._failures)))  # drop the oldest key: memory stays bounded
+        self._failures.setdefault(key, collections.deque(maxlen=self.max_failures)).append(time.monotonic())
+
+    def clear(self, key: str) -> None:
+        self._failures.pop(key, None)
+
+
+@dataclass
+class _Verified:
+    salt: bytes
+    digest: bytes
+    expires: float
+    is_admin: bool
+
+
+class CallerPool:
+    def __init__(self, config: Config):
+        self.config = config
+        a = config.auth
+        self.limiter = FailureLimiter(a.max_failures, a.failure_window)
+        self._verified: dict[str, _Verified] = {}
+        self._sessions: collections.OrderedDict[str, CallerSession] = collections.OrderedDict()
+        self._logins: dict[str, asyncio.Future] = {}
+        self._process_key = os.urandom(32)
+        self._sweeper: asyncio.Task | None = None
+        self.logins = 0  # real SASL logins done, for tests and benchmarks
+
+    def start(self) -> None:
+        self._sweeper = asyncio.create_task(self._sweep(), name="caller-session-sweeper")
+
+    async def close(self) -> None:
+        if self._sweeper:
+            self._sweeper.cancel()
+        for session in self._sessions.values():
+            session.close()
+        self._sessions.clear()
+        self._verified.clear()
+
+    @property
+    def session_count(self) -> int:
+        return len(self._sessions)
+
+    # --- authentication ---------------------------------------------------------------------
+
+    async def authenticate(self, jid: JID, password: str, remote: str) -> Caller:
+        """Verify Basic-auth credentials; raises HttpError 401/429/503/504."""
+        bare = str(jid)
+        for key in (f"jid:{bare}", f"addr:{remote}"):
+            wait = self.limiter.retry_after(key)
+            if wait > 0:
+                raise errors.HttpError(
+                    429, f"Too many failed logins for {'this JID' if key.startswith('jid') else 'this address'};"
+                         f" retry in {int(wait) + 1} s", headers={"Retry-After": str(int(wait) + 1)})
+        verified = self._verified.get(bare)
+        if verified and verified.expires > time.monotonic() and hmac.compare_digest(
+                verified.digest, _digest(verified.salt, password)):
+            return Caller(bare, self._is_admin(bare, verified.is_admin))
+        try:
+            session = await self._login_once(jid, password)
+        except AuthFailed:
+            self.limiter.record(f"jid:{bare}")
+            self.limiter.record(f"addr:{remote}")
+            self._verified.pop(bare, None)
+            raise errors.HttpError(401, f"Invalid credentials for {bare}", headers=_challenge()) from None
+        is_admin = bare in self.config.auth.admins
+        if not is_admin and self.config.auth.admins_from_server:
+            is_admin = await self._offers_admin_commands(session)
+        salt = os.urandom(16)
+        self._verified[bare] = _Verified(salt, _digest(salt, password),
+                                         time.monotonic() + self.config.auth.credential_ttl, is_admin)
+        self.limiter.clear(f"jid:{bare}")
+        return Caller(bare, self._is_admin(bare, is_admin))
+
+    def _is_admin(self, bare: str, from_server: bool) -> bool:
+        return from_server or bare in self.config.auth.admins
+
+    async def _login_once(self, jid: JID, password: str) -> CallerSession:
+        """Log in, sharing one attempt among concurrent requests with the same credentials."""
+        key = hmac.new(self._process_key, f"{jid}\0{password}".encode(), hashlib.sha256).hexdigest()
+        running = self._logins.get(key)
+        if running is None:
+            running = asyncio.ensure_future(self._login(jid, password))
+            self._logins[key] = running
+            running.add_done_callback(lambda _: self._logins.pop(key, None))
+        return await asyncio.shield(running)
+
+    async def _login(self, jid: JID, password: str) -> CallerSession:
+        bare = str(jid)
+        session = CallerSession(self.config, JID(bare))
+        await session.login(password, self.config.xmpp.iq_timeout)
+        self.logins += 1
+        old = self._sessions.pop(bare, None)
+        if old is not None:
+            old.close()
+        self._sessions[bare] = session
+        while len(self._sessions) > self.config.auth.max_sessions:
+            _, evicted = self._sessions.popitem(last=False)
+            evicted.close()
+        return session
+
+    async def session(self, caller: Caller, password: str) -> CallerSession:
+        """The caller's live session; logs in again if it was closed or evicted."""
+        session = self._sessions.get(caller.jid)
+        if session is not None and session.alive:
+            self._sessions.move_to_end(caller.jid)
+            return session
+        try:
+            return await self._login_once(JID(caller.jid), password)
+        except AuthFailed:
+            self._verified.pop(caller.jid, None)
+            raise errors.HttpError(401, f"Invalid credentials for {caller.jid}", headers=_challenge()) from None
+
+    async def _offers_admin_commands(self, session: CallerSession) -> bool:
+        iq = Element("iq", {"type": "get", "to": self.config.xmpp.domain})
+        SubElement(iq, f"{{{DISCO_ITEMS}}}query", {"node": COMMANDS_NODE})
+        try:
+            reply = await session.request(iq)
+        except errors.HttpError as e:
+            log.warning("Could not list the commands of %s for %s: %s", self.config.xmpp.domain, session.jid, e)
+            return False
+        return reply.get("type") == "result" and any(
+            (item.get("node") or "").startswith(ADMIN_NODE_PREFIX) for item in reply.iter(f"{{{DISCO_ITEMS}}}item"))
+
+    async def _sweep(self) -> None:
+        idle = self.config.auth.session_idle_timeout
+        while True:
+            await asyncio.sleep(min(30.0, idle / 2))
+            now = time.monotonic()
+            for bare, session in list(self._sessions.items()):
+                if not session.alive or now - session.last_used > idle:
+                    self._sessions.pop(bare, None)
+                    session.close()
+            for bare, verified in list(self._verified.items()):
+                if verified.expires <= now:
+                    del self._verified[bare]
+
+
+def _digest(salt: bytes, password: str) -> bytes:
+    return hmac.new(salt, password.encode("utf-8"), hashlib.sha256).digest()
+
+
+def _challenge() -> dict[str, str]:
+    return {"WWW-Authenticate": CHALLENGE}
