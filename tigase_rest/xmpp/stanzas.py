@@ -6,7 +6,7 @@ from xml.etree.ElementTree import Element
 
 from slixmpp.jid import JID, InvalidJID
 
-from ..errors import HttpError
+from ..errors import HttpError, from_xmpp_error
 
 CLIENT_NS = "jabber:client"
 COMPONENT_NS = "jabber:component:accept"
@@ -42,11 +42,11 @@ def error_of(stanza: Element) -> tuple[str | None, str | None]:
             continue
         condition = text = None
         for part in child:
-            ns, name = split_tag(part.tag)
+            name = split_tag(part.tag)[1]
             if name == "text":
                 text = (part.text or "").strip() or None
-            elif ns == STANZAS_NS or condition is None and name != "text":
-                condition = condition or name
+            elif condition is None:  # the defined condition comes first (RFC 6120 8.3.2)
+                condition = name
         return condition, text
     return None, None
 
@@ -67,3 +67,11 @@ def parse_bare_jid(value: str, what: str) -> JID:
     if not jid.user or jid.resource:
         raise HttpError(400, f"{what} must be a bare JID like user@domain, not {value!r}")
     return jid
+
+
+def raise_for_error(reply: Element, who: str) -> Element:
+    """The reply itself when it is a result; the mapped HttpError when it is an error."""
+    if reply.get("type") == "error":
+        condition, text = error_of(reply)
+        raise from_xmpp_error(condition, text, who)
+    return reply

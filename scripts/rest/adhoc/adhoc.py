@@ -1,0 +1,57 @@
+"""/rest/adhoc/{jid}: list and run XEP-0050 ad-hoc commands of any entity, as the caller.
+
+The IQs go over the caller's own c2s session, so the server decides what the caller may do
+(Tigase sends them with from=<user>). GET lists the commands; POST with only ``node`` returns
+the command's form; POST with ``fields`` executes it. ``sessionid`` and ``action`` drive
+multi-stage commands. XMPP errors become HTTP statuses with the condition and text in the body
+(Tigase: a bare 404).
+"""
+
+from tigase_rest.handlers import Handler
+from tigase_rest.xmpp.forms import command_iq, command_result, commands_list, disco_commands_iq, parse_command_request
+from tigase_rest.xmpp.stanzas import parse_jid, raise_for_error
+
+LIST_EXAMPLE = "curl -u admin@example.com:password -H 'Api-Key: KEY' '{base}/adhoc/example.com?type=application/json'"
+RUN_EXAMPLE = """curl -u admin@example.com:password -H 'Api-Key: KEY' -H 'Content-Type: application/json' \\
+  --data '{"command": {"node": "http://jabber.org/protocol/admin#get-online-users-list",
+           "fields": [{"var": "max_items", "value": "25"}]}}' \\
+  {base}/adhoc/example.com"""
+
+
+class AdHocCommands(Handler):
+    regex = r"/(?:([^@/]+)@)?([^@/]+)(?:/(.+))?"
+    required_role = "user"
+    description = {
+        "regex": "/{jid}",
+        "GET": {
+            "info": "List the ad-hoc commands of a JID",
+            "description": "Commands the JID offers to you (XEP-0050 disco#items), as {items: [{jid, node, name}]}.",
+            "example": LIST_EXAMPLE,
+        },
+        "POST": {
+            "info": "Get a command's form, or execute it",
+            "description": "Body {command: {node, fields: [{var, value}]}}. Only node: the command's form. With "
+                           "fields: the result (fields, note, reported tables). Optional sessionid and action "
+                           "(next, prev, complete, cancel) continue a multi-stage command; the answer carries "
+                           "sessionid, status and actions. Multi-value fields take a list.",
+            "example": RUN_EXAMPLE,
+        },
+    }
+
+    async def exec_get(self, service, callback, user, local, domain, resource):
+        jid = target(local, domain, resource)
+        reply = await service.caller_request(disco_commands_iq(jid))
+        return commands_list(raise_for_error(reply, jid))
+
+    async def exec_post(self, service, callback, user, content, local, domain, resource):
+        jid = target(local, domain, resource)
+        request = parse_command_request(content)
+        reply = await service.caller_request(command_iq(jid, request))
+        return command_result(jid, request["node"], raise_for_error(reply, jid))
+
+
+def target(local, domain, resource):
+    raw = f"{local}@{domain}" if local else domain
+    if resource:
+        raw += "/" + resource
+    return str(parse_jid(raw, "the URL"))
