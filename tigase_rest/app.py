@@ -22,6 +22,7 @@ from .config import Config
 from .http.auth import ApiKeyChecker
 from .http.server import AccessLogger, create_app
 from .loader import RouteTable, load_routes
+from .xmpp import commands
 from .xmpp.component import ComponentLink
 from .xmpp.sessions import CallerPool
 
@@ -34,11 +35,16 @@ class Runtime:
     def __init__(self, config: Config, config_path: Path | None = None):
         self.config = config
         self.config_path = config_path
-        self.link = ComponentLink(config.xmpp)
+        self.link = ComponentLink(config.xmpp, plugins=commands.PLUGINS)
+        self.link.on_setup(lambda xmpp: commands.register(xmpp, self))
         self.pool = CallerPool(config)
         self.api_keys = ApiKeyChecker(config.auth)
         self.routes: RouteTable = load_routes(config.scripts_path)
         self.redactor: logs.RedactingFilter | None = None
+
+    def is_admin(self, bare_jid: str) -> bool:
+        """Listed in [auth] admins, or verified by a recent login as an admin of the server."""
+        return bare_jid in self.config.auth.admins or self.pool.known_admin(bare_jid)
 
     def reload(self) -> None:
         """Reload scripts and [auth]; in-flight requests keep the objects they already hold."""

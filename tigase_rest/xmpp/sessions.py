@@ -236,6 +236,10 @@ class CallerPool:
         self.limiter.clear(f"jid:{bare}")
         return Caller(bare, self._is_admin(bare, is_admin))
 
+    def known_admin(self, bare: str) -> bool:
+        verified = self._verified.get(bare)
+        return bool(verified and verified.is_admin and verified.expires > time.monotonic())
+
     def _is_admin(self, bare: str, from_server: bool) -> bool:
         return from_server or bare in self.config.auth.admins
 

@@ -1,0 +1,45 @@
+"""Ad-hoc commands the component offers itself, on its own JID (``http.<domain>``).
+
+``reload-handlers`` (Tigase's REST module command of the same node): reloads the handler
+scripts and the [auth] section, for admins only.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from slixmpp.exceptions import XMPPError
+
+if TYPE_CHECKING:
+    from ..app import Runtime
+
+log = logging.getLogger(__name__)
+
+PLUGINS = ("xep_0030", "xep_0004", "xep_0050")
+
+
+def register(xmpp, runtime: "Runtime") -> None:
+    def reload_handlers(iq, session):
+        requester = iq["from"].bare
+        if not runtime.is_admin(requester):
+            raise XMPPError("forbidden", f"{requester} is not an admin of this REST API")
+        runtime.reload()
+        table = runtime.routes
+        text = f"Script handlers reloaded: {len(table.routes())} handlers"
+        if table.errors:
+            text += f", {len(table.errors)} scripts failed: " + "; ".join(f"{p.name}: {e}" for p, e in table.errors)
+        log.info("reload-handlers by %s: %s", requester, text)
+        session["notes"] = [("info" if not table.errors else "warn", text)]
+        session["payload"] = None
+        session["has_next"] = False
+        session["next"] = None
+        return session
+
+    def announce(_event) -> None:
+        # slixmpp's xep_0050 empties the command list at every (re)connect: add ours each time.
+        xmpp.plugin["xep_0050"].add_command(
+            jid=runtime.config.xmpp.component_jid, node="reload-handlers",
+            name="Reload REST HTTP script handlers", handler=reload_handlers)
+
+    xmpp.add_event_handler("session_start", announce)
