@@ -9,19 +9,13 @@ from __future__ import annotations
 import asyncio
 import time
 
-import aiohttp
 import pytest
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
 
+from rest import ADMIN, KEY, basic, call
 
-def basic(jid, password):
-    return {"Authorization": aiohttp.encode_basic_auth(jid, password)}
-
-
-ADMIN = basic("admin@localhost", "adminpass")
-KEY = {"Api-Key": "test-key"}
 XML = {**KEY, "Content-Type": "application/xml"}
 
 EXAMPLE_1 = """<message xmlns="jabber:client" type="chat" to="test@localhost/resource-1">
@@ -41,9 +35,9 @@ def test_user(prosody):
 
 
 async def post(component, body, *, path="/rest/stream/", auth=ADMIN, headers=XML):
-    async with aiohttp.ClientSession() as http:
-        async with http.post(component.url + path, data=body, headers={**(auth or {}), **headers}) as response:
-            return response.status, response.headers, await response.text()
+    # headers replace the default key: the access tests send none or a wrong one
+    answer = await call(component, "POST", path, body=body, auth=auth, headers={"Api-Key": None, **headers})
+    return answer.status, answer.headers, answer.text
 
 
 async def test_reference_examples_reach_the_client(component, xmpp_client):
