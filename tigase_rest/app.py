@@ -28,6 +28,8 @@ from .xmpp.sessions import CallerPool
 
 log = logging.getLogger(__name__)
 
+STARTUP_LINK_WAIT = 5.0  # seconds
+
 
 class Runtime:
     """Everything a request needs; handed to handlers through ``Service``."""
@@ -74,6 +76,9 @@ async def serve(config: Config, config_path: Path | None = None,
     runtime.redactor = redactor
     runtime.link.start()
     runtime.pool.start()
+    # A short, bounded head start: requests right after start-up find the link up instead of a 503.
+    if not await runtime.link.wait_connected(STARTUP_LINK_WAIT):
+        log.warning("XMPP link not up after %ss; serving HTTP anyway (503 until it connects)", STARTUP_LINK_WAIT)
     app = create_app(runtime)
     runner = web.AppRunner(app, access_log_class=AccessLogger, handle_signals=False,
                            shutdown_timeout=config.xmpp.iq_timeout + 5)

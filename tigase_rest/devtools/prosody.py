@@ -4,9 +4,9 @@
 ``prosody -F`` in the foreground as a child process and stops it by PID. The config follows
 ``reference/servers/prosody.cfg.lua.in`` (facts measured on Prosody 0.12.3 from Debian).
 
-Also here: :func:`plain_client` and :func:`login`, a slixmpp client set up for this
-TLS-less server, shared by the test clients and the sandbox; and :func:`write_toml`, to
-write the component's config file.
+Also here, shared by the test fixtures and the sandbox: :func:`plain_client`, :func:`login`
+and :func:`logout` for slixmpp clients of this TLS-less server; :func:`http_status` for
+readiness checks; :func:`write_toml` for the component's config file.
 """
 
 from __future__ import annotations
@@ -404,6 +404,14 @@ async def login(client: ClientXMPP, host: str, port: int, timeout: float = 10) -
         client.cancel_connection_attempt()
         client.abort()
         raise ConnectionError(failure)
+
+
+async def logout(client: ClientXMPP, timeout: float = 5) -> None:
+    """Close the stream politely, or drop the connection if that takes over ``timeout`` s."""
+    try:
+        await asyncio.wait_for(client.disconnect(wait=1), timeout)
+    except asyncio.TimeoutError:
+        client.abort()
 
 
 # --- the component's config file ------------------------------------------------------------

@@ -20,7 +20,6 @@ import sys
 import time
 from pathlib import Path
 
-from slixmpp import ClientXMPP
 from slixmpp.stanza import Message
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
@@ -30,6 +29,7 @@ from tigase_rest.devtools.prosody import (
     http_status,
     is_privilege_notice,
     login,
+    logout,
     plain_client,
     write_toml,
 )
@@ -165,7 +165,7 @@ async def _run() -> None:
         # A raw handler: the "message" event skips messages without a <body>, and errors.
         bob.register_handler(Callback("sandbox messages", MatchXPath("{jabber:client}message"), _print_message))
         await login(bob, "127.0.0.1", prosody.c2s_port)
-        stack.push_async_callback(_disconnect, bob)
+        stack.push_async_callback(logout, bob)
         bob.send_presence()
 
         component = _start_component(_write_config(prosody, http_port))
@@ -180,13 +180,6 @@ async def _run() -> None:
                 raise SandboxError(f"Prosody died; its log ends with:\n{prosody.log_tail()}")
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.5)
-
-
-async def _disconnect(client: ClientXMPP) -> None:
-    try:
-        await asyncio.wait_for(client.disconnect(wait=1), 5)
-    except asyncio.TimeoutError:
-        client.abort()
 
 
 def main() -> int:

@@ -1,0 +1,53 @@
+# The one list of commands: the same targets locally, in CI (.ci/run) and in the README.
+
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+CONFIG ?= etc/config.example.toml
+PYTEST_ARGS ?=
+
+.PHONY: venv prosody run test test-unit check-config clean
+
+# The stamp makes `venv` rerun pip only when the package metadata changes.
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	@if [ ! -x $(PY) ]; then \
+	  $(PYTHON) -m venv $(VENV) || { \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	      echo "python3 -m venv failed (no ensurepip on a bare Debian?): installing python3-venv"; \
+	      apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y python3-venv && \
+	      $(PYTHON) -m venv $(VENV); \
+	    else \
+	      echo "python3 -m venv failed: install python3-venv (as root: apt-get install -y python3-venv)" >&2; \
+	      exit 1; \
+	    fi; \
+	  }; \
+	fi
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+# Installs Prosody + prosody-modules with apt when missing (as root; otherwise says the command).
+prosody: venv
+	$(PY) -c 'from tigase_rest.devtools.prosody import ensure_prosody; ensure_prosody()'
+
+# Prosody + tigase-rest + bob online, on http://127.0.0.1:8080/rest/ (SANDBOX_HTTP_PORT), until Ctrl-C.
+run: venv prosody
+	$(PY) -m tigase_rest.devtools.sandbox
+
+# Everything, integration tests against a real Prosody included. Extra args: PYTEST_ARGS='-k stream'.
+test: venv prosody
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# No XMPP server needed.
+test-unit: venv
+	$(PY) -m pytest -q tests/unit tests/http $(PYTEST_ARGS)
+
+# Validate a config file: make check-config CONFIG=etc/config.toml
+check-config: venv
+	$(PY) -m tigase_rest --check-config $(CONFIG)
+
+# Generated files only; the venv stays (rm -rf .venv to rebuild it).
+clean:
+	rm -rf run build .pytest_cache .hypothesis *.egg-info
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
