@@ -15,6 +15,8 @@ import signal
 from pathlib import Path
 
 from aiohttp import web
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatchXPath
 
 from . import config as config_mod
 from . import logs
@@ -24,7 +26,9 @@ from .http.server import AccessLogger, create_app
 from .loader import RouteTable, load_routes
 from .xmpp import commands
 from .xmpp.component import ComponentLink
+from .xmpp.privilege import PRIVILEGE_NS, Privileges
 from .xmpp.sessions import CallerPool
+from .xmpp.stanzas import COMPONENT_NS
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +43,22 @@ class Runtime:
         self.config_path = config_path
         self.link = ComponentLink(config.xmpp, plugins=commands.PLUGINS)
         self.link.on_setup(lambda xmpp: commands.register(xmpp, self))
+        self.link.on_setup(self._watch_privileges)
+        self.privileges = Privileges()  # what the server granted (XEP-0356); none until it says
         self.pool = CallerPool(config)
         self.api_keys = ApiKeyChecker(config.auth)
         self.routes: RouteTable = load_routes(config.scripts_path)
         self.redactor: logs.RedactingFilter | None = None
+
+    def _watch_privileges(self, xmpp) -> None:
+        def on_privilege(message) -> None:
+            if message["from"].bare != self.config.xmpp.domain:
+                return  # only the server itself grants privileges
+            self.privileges = Privileges.parse(message.xml.find(f"{{{PRIVILEGE_NS}}}privilege"))
+            log.info("XEP-0356 privileges from %s: %s", self.config.xmpp.domain, self.privileges)
+
+        xmpp.register_handler(Callback(
+            "xep-0356 privileges", MatchXPath(f"{{{COMPONENT_NS}}}message/{{{PRIVILEGE_NS}}}privilege"), on_privilege))
 
     def is_admin(self, bare_jid: str) -> bool:
         """Listed in [auth] admins, or verified by a recent login as an admin of the server."""

@@ -7,11 +7,14 @@ One per request: it carries the two identities of DESIGN.md.
 
 from __future__ import annotations
 
+import secrets
 from typing import TYPE_CHECKING
 from xml.etree.ElementTree import Element
 
 from .errors import HttpError
+from .xmpp import privilege
 from .xmpp.sessions import Caller
+from .xmpp.stanzas import split_tag
 
 if TYPE_CHECKING:
     from .app import Runtime
@@ -52,6 +55,28 @@ class Service:
     async def request(self, iq: Element, timeout: float | None = None) -> Element:
         """An IQ round trip over the component link: the reply element (result or error)."""
         return await self.runtime.link.request(iq, timeout)
+
+    @property
+    def privileges(self):
+        """The XEP-0356 privileges the server granted the component (tigase_rest.xmpp.privilege)."""
+        return self.runtime.privileges
+
+    async def privileged_request(self, iq: Element, timeout: float | None = None) -> Element:
+        """Send ``iq`` as the local user it is addressed to (``to`` = the user's bare JID), through an
+        XEP-0356 privileged IQ. 501 with the reason when the server granted no such privilege."""
+        payload = next(iter(iq), None)
+        namespace = split_tag(payload.tag)[0] if payload is not None else ""
+        if not self.runtime.privileges.can_iq(namespace, iq.get("type")):
+            raise HttpError(501, f"The XMPP server grants this component no XEP-0356 '{iq.get('type')}' privilege "
+                                 f"for {namespace} (Prosody: mod_privilege with privileged_entities)")
+        outer = privilege.wrap(iq, secrets.token_hex(6))
+        return privilege.unwrap(await self.runtime.link.request(outer, timeout))
+
+    def caller_credentials(self) -> tuple[str, str]:
+        """(bare JID, password) of the Basic-auth caller, for logins the handler makes itself (BOSH)."""
+        if self.caller is None or self._password is None:
+            raise HttpError(401, "This request acts as the caller: log in with Basic auth (bare JID and password)")
+        return self.caller.jid, self._password
 
     async def caller_request(self, iq: Element, timeout: float | None = None) -> Element:
         """An IQ round trip over the caller's own c2s session: the server applies the caller's rights."""

@@ -1,0 +1,80 @@
+"""XEP-0356 (Privileged Entity): what the server lets the component do on behalf of its users.
+
+On connect the server sends ``<message><privilege xmlns='urn:xmpp:privilege:2'><perm .../>``.
+Prosody 0.12's mod_privilege nests the IQ ``<namespace>`` elements instead of listing them as
+siblings, so they are collected from anywhere under the ``iq`` perm. A privileged IQ wraps the
+user's IQ in ``<privileged_iq>``; the answer comes back in ``<privilege><forwarded>``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from xml.etree.ElementTree import Element, SubElement
+
+from ..errors import HttpError
+from .stanzas import CLIENT_NS, split_tag
+
+log = logging.getLogger(__name__)
+
+PRIVILEGE_NS = "urn:xmpp:privilege:2"
+FORWARD_NS = "urn:xmpp:forward:0"
+
+
+@dataclass(frozen=True)
+class Privileges:
+    roster: str = "none"  # none, get, set, both
+    message: str = "none"  # none, outgoing
+    presence: str = "none"  # none, managed_entity, roster
+    iq: dict[str, str] = field(default_factory=dict)  # namespace -> get, set, both
+
+    @classmethod
+    def parse(cls, privilege: Element) -> "Privileges":
+        values: dict = {"iq": {}}
+        for perm in privilege:
+            if split_tag(perm.tag)[1] != "perm":
+                continue
+            access = perm.get("access")
+            if access in ("roster", "message", "presence"):
+                values[access] = perm.get("type") or "none"
+            elif access == "iq":
+                for namespace in perm.iter():
+                    if split_tag(namespace.tag)[1] == "namespace" and namespace.get("ns"):
+                        values["iq"][namespace.get("ns")] = namespace.get("type") or "none"
+        return cls(**values)
+
+    def can_get_roster(self) -> bool:
+        return self.roster in ("get", "both")
+
+    def can_iq(self, namespace: str, kind: str) -> bool:
+        return self.iq.get(namespace) in (kind, "both")
+
+
+def wrap(inner: Element, id_: str) -> Element:
+    """The privileged IQ that sends ``inner`` (an IQ to or about a local user) as that user."""
+    user = inner.get("to") or ""
+    inner = _as_client(inner)
+    inner.set("from", user)
+    inner.set("id", id_)
+    outer = Element("iq", {"type": inner.get("type"), "to": user})
+    SubElement(outer, f"{{{PRIVILEGE_NS}}}privileged_iq").append(inner)
+    return outer
+
+
+def unwrap(reply: Element) -> Element:
+    """The user's IQ reply out of the server's ``<privilege><forwarded>`` answer."""
+    if reply.get("type") == "error":
+        return reply
+    for forwarded in reply.iter(f"{{{FORWARD_NS}}}forwarded"):
+        for child in forwarded:
+            if split_tag(child.tag)[1] == "iq":
+                return child
+    raise HttpError(502, "The server's answer to a privileged IQ carried no forwarded IQ")
+
+
+def _as_client(iq: Element) -> Element:
+    iq.tag = f"{{{CLIENT_NS}}}iq"
+    for child in iq:
+        if split_tag(child.tag)[0] in ("", CLIENT_NS):
+            child.tag = f"{{{CLIENT_NS}}}{split_tag(child.tag)[1]}"
+    return iq
