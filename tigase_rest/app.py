@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import logging
 import signal
+import time
 from pathlib import Path
 
 from aiohttp import web
@@ -41,6 +42,7 @@ class Runtime:
     def __init__(self, config: Config, config_path: Path | None = None):
         self.config = config
         self.config_path = config_path
+        self.started = time.monotonic()
         self.link = ComponentLink(config.xmpp, plugins=commands.PLUGINS)
         self.link.on_setup(lambda xmpp: commands.register(xmpp, self))
         self.link.on_setup(self._watch_privileges)

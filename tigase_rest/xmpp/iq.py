@@ -23,6 +23,10 @@ from .stanzas import renamespace
 
 log = logging.getLogger(__name__)
 
+# Requests waiting for a reply on one stream. Past it, new ones get 503 at once: memory stays
+# bounded however many requests an entity that never answers collects (each waits iq_timeout).
+MAX_PENDING = 10_000
+
 
 class IqTracker:
     def __init__(self, stream, namespace: str, own_origin: Callable[[], str]):
@@ -44,6 +48,9 @@ class IqTracker:
         self.stream.send_raw(tostring(stanza, stream=self.stream, top_level=True))
 
     async def request(self, iq: Element, timeout: float) -> Element:
+        if len(self._pending) >= MAX_PENDING:
+            raise errors.HttpError(503, f"{MAX_PENDING} requests are already waiting for XMPP replies; retry later",
+                                   condition="resource-constraint", headers={"Retry-After": "5"})
         original_id = iq.get("id")
         wire_id = f"{self._prefix}-{next(self._ids)}"
         iq.set("id", wire_id)

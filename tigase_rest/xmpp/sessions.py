@@ -205,6 +205,11 @@ class CallerPool:
     def session_count(self) -> int:
         return len(self._sessions)
 
+    @property
+    def pending_count(self) -> int:
+        """IQs waiting for a reply over all caller sessions."""
+        return sum(len(s.iqs) for s in self._sessions.values() if s.iqs is not None)
+
     # --- authentication ---------------------------------------------------------------------
 
     async def authenticate(self, jid: JID, password: str, remote: str) -> Caller:
