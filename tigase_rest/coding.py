@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import re
+import xml.parsers.expat
+from functools import lru_cache
 from typing import Any
 from xml.etree.ElementTree import Element
 from xml.sax.saxutils import escape
@@ -79,16 +81,37 @@ def xml_to_data(element: Element) -> Any:
     return {local_name(element.tag): content}
 
 
-_NAME_OK = re.compile(r"^[A-Za-z_][\w.\-]*$")
+_ASCII_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
+_ASCII_NAME_CHAR = re.compile(r"[A-Za-z0-9_.\-]")
+
+
+@lru_cache(maxsize=4096)
+def _is_xml_name(name: str) -> bool:
+    """Whether our own parser (expat) accepts ``name`` as an element name. Python's \\w is wider
+    than XML's name characters (e.g. "\u00b2"), so non-ASCII names are checked by the parser itself."""
+    # ASCII is checked here (no ':' prefixes, no spaces or quotes that would smuggle in attributes).
+    if not name or any(c.isascii() and not _ASCII_NAME_CHAR.match(c) for c in name):
+        return False
+    parser = xml.parsers.expat.ParserCreate()
+    try:
+        parser.Parse(f"<{name}/>", True)
+    except xml.parsers.expat.ExpatError:
+        return False
+    return True
 
 
 def _element_name(key: Any) -> str:
     name = str(key)
-    if _NAME_OK.match(name):
+    if _ASCII_NAME.match(name) or (not name.isascii() and _is_xml_name(name)):
         return name
     # Keys come from handlers (e.g. a stats component name); keep the document well-formed.
-    cleaned = re.sub(r"[^\w.\-]", "_", name)
-    return cleaned if _NAME_OK.match(cleaned) else "_" + cleaned
+    cleaned = "".join(
+        c if _ASCII_NAME_CHAR.match(c) or (not c.isascii() and _is_xml_name("a" + c)) else "_" for c in name)
+    return cleaned if _is_xml_name(cleaned) else "_" + cleaned
+
+
+# Characters XML 1.0 cannot carry at all, even as references; they become U+FFFD.
+_NOT_XML_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def _scalar(value: Any) -> str:
@@ -96,7 +119,8 @@ def _scalar(value: Any) -> str:
         return "true"
     if value is False:
         return "false"
-    return escape(str(value))
+    # A raw CR would be read back as LF (XML end-of-line handling); a reference keeps it.
+    return _NOT_XML_CHAR.sub("\ufffd", escape(str(value))).replace("\r", "&#13;")
 
 
 def _write(name: str, value: Any, out: list[str]) -> None:
@@ -173,7 +197,7 @@ def _format_from_accept(accept: str | None) -> str | None:
             continue
         q = 1.0
         for param in params:
-            if param.startswith("q="):
+            if param.lower().startswith("q="):  # parameter names are case-insensitive
                 try:
                     q = float(param[2:])
                 except ValueError:
@@ -208,7 +232,11 @@ def body_format(content_type: str | None, body: bytes) -> str | None:
 def decode_body(body: bytes, fmt: str) -> Any:
     if fmt == JSON:
         return parse_json(body)
-    return xml_to_data(parse_xml(body))
+    root = parse_xml(body)
+    try:
+        return xml_to_data(root)
+    except RecursionError:
+        raise HttpError(400, "Malformed XML: nested too deeply") from None
 
 
 def encode(data: Any, fmt: str) -> str:

@@ -71,6 +71,12 @@ class AuthConfig:
 
 
 @dataclass(frozen=True)
+class StorageConfig:
+    # Where the component keeps state that must survive a restart (external user statuses).
+    data_dir: str = "data"
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
 
@@ -80,6 +86,7 @@ class Config:
     xmpp: XmppConfig = field(default_factory=XmppConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
     log: LogConfig = field(default_factory=LogConfig)
     base_dir: Path = Path(".")  # relative paths (scripts_dir, files) resolve against the config's folder
 
@@ -88,11 +95,15 @@ class Config:
         return self.xmpp.c2s_host or self.xmpp.host
 
     @property
+    def data_path(self) -> Path:
+        return (self.base_dir / self.storage.data_dir).resolve()
+
+    @property
     def scripts_path(self) -> Path:
         return (self.base_dir / self.http.scripts_dir).resolve()
 
 
-SECTIONS = {"xmpp": XmppConfig, "http": HttpConfig, "auth": AuthConfig, "log": LogConfig}
+SECTIONS = {"xmpp": XmppConfig, "http": HttpConfig, "auth": AuthConfig, "storage": StorageConfig, "log": LogConfig}
 
 
 def load(path: str | os.PathLike | None, env: Mapping[str, str] | None = None) -> Config:
@@ -120,9 +131,10 @@ def from_dict(raw: Mapping[str, Any], env: Mapping[str, str] | None = None, base
             raise ConfigError(f"unknown section [{name}] (known: {', '.join(SECTIONS)})")
     sections = {}
     for name, cls in SECTIONS.items():
-        values = dict(raw.get(name) or {})
-        if not isinstance(values, dict):
-            raise ConfigError(f"[{name}] must be a table")
+        table = raw.get(name, {})
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"[{name}] must be a table, not {table!r}")
+        values = dict(table)
         for f in dataclasses.fields(cls):
             env_name = f"{ENV_PREFIX}{name.upper()}_{f.name.upper()}"
             if env_name in env:
@@ -171,8 +183,9 @@ def _coerce(section: str, cls: type, key: str, value: Any) -> Any:
             number = kind(value) if not isinstance(value, bool) else None
         except (TypeError, ValueError):
             number = None
-        if number is None:
-            raise ConfigError(f"{name} must be a number, not {value!r}")
+        # int(5.5) would silently drop the fraction: 5.5 is no value for a port or a count.
+        if number is None or (kind is int and isinstance(value, float) and not value.is_integer()):
+            raise ConfigError(f"{name} must be {'an integer' if kind is int else 'a number'}, not {value!r}")
         return number
     if not isinstance(value, str):
         raise ConfigError(f"{name} must be a string, not {value!r}")
@@ -192,8 +205,8 @@ def _api_keys(value: Any) -> tuple[ApiKey, ...]:
         extra = set(item) - {"key", "domains", "paths"}
         if extra:
             raise ConfigError(f"auth.api_keys[{i}]: unknown key {sorted(extra)[0]!r}")
-        domains = tuple(item.get("domains", ()))
-        paths = tuple(item.get("paths", ()))
+        domains = _strings(item.get("domains", ()), f"auth.api_keys[{i}].domains")
+        paths = _strings(item.get("paths", ()), f"auth.api_keys[{i}].paths")
         for p in paths:
             try:
                 re.compile(p)
@@ -201,6 +214,15 @@ def _api_keys(value: Any) -> tuple[ApiKey, ...]:
                 raise ConfigError(f"auth.api_keys[{i}].paths: invalid regex {p!r}: {e}") from None
         keys.append(ApiKey(item["key"], domains, paths))
     return tuple(keys)
+
+
+def _strings(value: Any, name: str) -> tuple[str, ...]:
+    """A list of strings; a single string is a list of one (tuple("a.com") would be its letters)."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{name} must be a list of strings, not {value!r}")
+    return tuple(value)
 
 
 def _resolve_secret(cfg: Config) -> Config:

@@ -72,6 +72,8 @@ class Signature:
     wants_request: bool
     content_slot: bool  # True: always pass content (None without a body); False: Tigase rule
     varargs: bool
+    positional: int  # declared positional parameters (self excluded)
+    fixed: int  # service, callback, [user], [request]
 
 
 def signature_of(handler: Handler, method: str, group_count: int) -> Signature:
@@ -84,7 +86,7 @@ def signature_of(handler: Handler, method: str, group_count: int) -> Signature:
     if wants_request:
         fixed += 1
     content_slot = not varargs and len(positional) >= fixed + 1 + group_count
-    return Signature(wants_request, content_slot, varargs)
+    return Signature(wants_request, content_slot, varargs, len(positional), fixed)
 
 
 def build_args(

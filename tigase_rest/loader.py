@@ -8,6 +8,7 @@ A script that fails to import is logged with its path and skipped; the others st
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import itertools
 import logging
@@ -79,9 +80,18 @@ def load_routes(scripts_dir: Path) -> RouteTable:
     return table
 
 
+class _FreshSourceLoader(importlib.machinery.SourceFileLoader):
+    """Always compiles the script's current source. A cached .pyc is trusted when the source's
+    mtime (whole seconds) and size match, so an edit of the same size within a second of the
+    previous load would be ignored by a reload."""
+
+    def get_code(self, fullname):
+        return self.source_to_code(self.get_data(self.path), self.path)
+
+
 def _load_script(folder: str, script: Path, generation: int) -> list[Route]:
     name = f"tigase_rest_scripts.g{generation}.{folder}.{script.stem}"
-    spec = importlib.util.spec_from_file_location(name, script)
+    spec = importlib.util.spec_from_file_location(name, script, loader=_FreshSourceLoader(name, str(script)))
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses and pickling look modules up by name
     try:
@@ -109,4 +119,9 @@ def _route(folder: str, script: Path, handler: Handler) -> Route:
     if not handler.methods():
         raise ValueError(f"{cls} defines none of exec_get/exec_put/exec_post/exec_delete")
     signatures = {m: signature_of(handler, m, pattern.groups) for m in METHODS if handler.exec_for(m)}
+    for method, sig in signatures.items():
+        if not sig.varargs and sig.positional < sig.fixed + pattern.groups:
+            # Found now rather than as a 500 on the first request.
+            raise ValueError(f"{cls}.exec_{method.lower()} takes {sig.positional} positional arguments; it needs "
+                             f"{sig.fixed} (service, callback, ...) + {pattern.groups} for the regex groups")
     return Route(folder, pattern, handler, script, signatures)

@@ -15,9 +15,11 @@ _PATTERNS = [
     (re.compile(r"(<(auth|response|challenge|success|handshake)\b[^>]*>)[^<]*(</\2>)"), rf"\1{REDACTED}\3"),
     # <field type="text-private" ...><value>secret</value>: attribute order varies, so match the field.
     (re.compile(r"(<field\b[^>]*type=['\"]text-private['\"][^>]*>.*?)(?=</field>)", re.S),
-     lambda m: re.sub(r"(<value>)[^<]*(</value>)", rf"\1{REDACTED}\2", m.group(1))),
-    (re.compile(r"(Authorization:\s*\w+\s+)\S+", re.I), rf"\1{REDACTED}"),
-    (re.compile(r"(api-key=)[^&\s]+", re.I), rf"\1{REDACTED}"),
+     lambda m: re.sub(r"(<value\b[^>]*>)[^<]*(</value>)", rf"\1{REDACTED}\2", m.group(1))),
+    # A header line ("Authorization: Basic x") or a headers mapping's repr ("'Authorization': 'Basic x'").
+    (re.compile(r"(Authorization['\"]?:\s*['\"]?\w+\s+)[^\s'\",}]+", re.I), rf"\1{REDACTED}"),
+    # The api-key query parameter, and the Api-Key header in the same two shapes.
+    (re.compile(r"(api-key=|api-key['\"]?:\s*['\"]?)[^&\s'\",}]+", re.I), rf"\1{REDACTED}"),
 ]
 
 

@@ -9,7 +9,6 @@ and ``open_access = true`` disables keys entirely. Keys are compared in constant
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
 import re
 
@@ -40,7 +39,7 @@ class ApiKeyChecker:
         if self.open_access:
             return False
         given = request_api_key(request)
-        host = (request.host or "").rsplit(":", 1)[0].lower()
+        host = _host_name(request.host or "")
         path = request.path
         if given is None:
             if self.open_key and _allows(self.open_key, host, path):
@@ -49,11 +48,19 @@ class ApiKeyChecker:
         matched = None
         for entry in self.keys:
             # compare every key, so the time taken does not tell which key was close
-            if hmac.compare_digest(entry[0].key.encode(), given.encode()):
+            # surrogateescape: aiohttp keeps undecodable header bytes as surrogates (they never match).
+            if hmac.compare_digest(entry[0].key.encode(), given.encode("utf-8", "surrogateescape")):
                 matched = entry
         if matched is None or not _allows(matched, host, path):
             raise HttpError(403, f"Provided Api-Key is not authorized to access {path}")
         return True
+
+
+def _host_name(host: str) -> str:
+    """The Host header without its port, also for an IPv6 literal ("[::1]:8080" -> "[::1]")."""
+    if host.startswith("["):
+        return host[:host.find("]") + 1].lower() if "]" in host else host.lower()
+    return host.rsplit(":", 1)[0].lower()
 
 
 def _allows(entry: tuple[ApiKey, list[re.Pattern]], host: str, path: str) -> bool:
@@ -73,7 +80,7 @@ def basic_credentials(request: web.Request) -> tuple[str, str] | None:
         raise HttpError(401, f"Unsupported authorization scheme {scheme!r}: use Basic", headers=challenge())
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # bad base64 (binascii.Error), non-ASCII text, or not UTF-8: all ValueErrors
         raise HttpError(401, "Malformed Basic authorization header", headers=challenge()) from None
     user, sep, password = decoded.partition(":")
     if not sep or not user or not password:

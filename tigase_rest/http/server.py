@@ -64,8 +64,12 @@ async def index(request: web.Request) -> web.Response:
 
 
 async def outside_context(request: web.Request) -> web.Response:
-    ctx = request.app[RUNTIME].config.http.context_path
-    return error_response(HttpError(404, f"Not found: the REST API is under {ctx}/"), negotiated_format(request))
+    index_path = request.app[RUNTIME].config.http.context_path.rstrip("/") + "/"
+    if request.path.rstrip("/") + "/" == index_path:  # the index with another method than GET
+        error = HttpError(404, f"{request.method} is not supported on {request.path} (supported: GET)")
+    else:
+        error = HttpError(404, f"Not found: the REST API is under {index_path}")
+    return error_response(error, negotiated_format(request))
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
@@ -76,8 +80,10 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         if e.status >= 500:
             log.warning("%s %s -> %d %s", request.method, request.path, e.status, e.reason)
         return error_response(e, fmt)
-    except web.HTTPRequestEntityTooLarge as e:
-        return error_response(HttpError(413, f"Request body is larger than {e.max_size} bytes"), fmt)
+    except web.HTTPRequestEntityTooLarge:
+        # A chunked body (no Content-Length) over the limit, found while reading it.
+        limit = request.app[RUNTIME].config.http.max_body_bytes
+        return error_response(HttpError(413, f"Request body is larger than {limit} bytes"), fmt)
     except asyncio.CancelledError:
         raise  # the client went away; nothing to answer
     except Exception as e:  # noqa: BLE001 - a handler bug must not take the server down
