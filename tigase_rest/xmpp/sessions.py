@@ -182,7 +182,9 @@ class CallerPool:
     def __init__(self, config: Config):
         self.config = config
         a = config.auth
-        self.limiter = FailureLimiter(a.max_failures, a.failure_window)
+        # Two limiters, so a flood of failures from many addresses cannot evict a JID's count.
+        self.jid_failures = FailureLimiter(a.max_failures, a.failure_window)
+        self.addr_failures = FailureLimiter(a.max_failures, a.failure_window)
         self._verified: dict[str, _Verified] = {}
         self._sessions: collections.OrderedDict[str, CallerSession] = collections.OrderedDict()
         self._logins: dict[str, asyncio.Future] = {}
@@ -215,12 +217,11 @@ class CallerPool:
     async def authenticate(self, jid: JID, password: str, remote: str) -> Caller:
         """Verify Basic-auth credentials; raises HttpError 401/429/503/504."""
         bare = str(jid)
-        for key in (f"jid:{bare}", f"addr:{remote}"):
-            wait = self.limiter.retry_after(key)
+        for limiter, key, what in ((self.jid_failures, bare, "this JID"), (self.addr_failures, remote, "this address")):
+            wait = limiter.retry_after(key)
             if wait > 0:
-                raise errors.HttpError(
-                    429, f"Too many failed logins for {'this JID' if key.startswith('jid') else 'this address'};"
-                         f" retry in {int(wait) + 1} s", headers={"Retry-After": str(int(wait) + 1)})
+                raise errors.HttpError(429, f"Too many failed logins for {what}; retry in {int(wait) + 1} s",
+                                       headers={"Retry-After": str(int(wait) + 1)})
         verified = self._verified.get(bare)
         if verified and verified.expires > time.monotonic() and hmac.compare_digest(
                 verified.digest, _digest(verified.salt, password)):
@@ -228,8 +229,8 @@ class CallerPool:
         try:
             session = await self._login_once(jid, password)
         except AuthFailed:
-            self.limiter.record(f"jid:{bare}")
-            self.limiter.record(f"addr:{remote}")
+            self.jid_failures.record(bare)
+            self.addr_failures.record(remote)
             self._verified.pop(bare, None)
             raise errors.HttpError(401, f"Invalid credentials for {bare}", headers=_challenge()) from None
         is_admin = bare in self.config.auth.admins
@@ -238,7 +239,7 @@ class CallerPool:
         salt = os.urandom(16)
         self._verified[bare] = _Verified(salt, _digest(salt, password),
                                          time.monotonic() + self.config.auth.credential_ttl, is_admin)
-        self.limiter.clear(f"jid:{bare}")
+        self.jid_failures.clear(bare)
         return Caller(bare, self._is_admin(bare, is_admin))
 
     def known_admin(self, bare: str) -> bool:
