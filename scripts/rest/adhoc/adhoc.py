@@ -7,6 +7,8 @@ multi-stage commands. XMPP errors become HTTP statuses with the condition and te
 (Tigase: a bare 404).
 """
 
+from tigase_rest import bosh
+from tigase_rest.errors import HttpError
 from tigase_rest.handlers import Handler
 from tigase_rest.xmpp.forms import command_iq, command_result, commands_list, disco_commands_iq, parse_command_request
 from tigase_rest.xmpp.stanzas import parse_jid, raise_for_error
@@ -33,21 +35,35 @@ class AdHocCommands(Handler):
             "description": "Body {command: {node, fields: [{var, value}]}}. Only node: the command's form. With "
                            "fields: the result (fields, note, reported tables). Optional sessionid and action "
                            "(next, prev, complete, cancel) continue a multi-stage command; the answer carries "
-                           "sessionid, status and actions. Multi-value fields take a list.",
+                           "sessionid, status and actions. Multi-value fields take a list. "
+                           "On bosh@{domain}, node pre-bind-bosh-session (fields from, hold, wait) pre-binds "
+                           "a BOSH session and answers from, hostname, rid, sid, hold and wait.",
             "example": RUN_EXAMPLE,
         },
     }
 
     async def exec_get(self, service, callback, user, local, domain, resource):
         jid = target(local, domain, resource)
+        if jid == bosh_jid(service):
+            return bosh.commands_list(jid)
         reply = await service.caller_request(disco_commands_iq(jid))
         return commands_list(raise_for_error(reply, jid))
 
     async def exec_post(self, service, callback, user, content, local, domain, resource):
         jid = target(local, domain, resource)
         request = parse_command_request(content)
+        if jid == bosh_jid(service):
+            if request["node"] != bosh.NODE:
+                raise HttpError(404, f"{jid} has no command {request['node']!r}, only {bosh.NODE!r}",
+                                condition="item-not-found")
+            return await bosh.execute(service, jid, request)
         reply = await service.caller_request(command_iq(jid, request))
         return command_result(jid, request["node"], raise_for_error(reply, jid))
+
+
+def bosh_jid(service):
+    """Tigase's BOSH component, served by this component itself: no such entity on other servers."""
+    return f"bosh@{service.domain}"
 
 
 def target(local, domain, resource):
