@@ -27,7 +27,8 @@ from .http.server import AccessLogger, create_app
 from .loader import RouteTable, load_routes
 from .xmpp import commands
 from .xmpp.component import ComponentLink
-from .xmpp.privilege import PRIVILEGE_NS, Privileges
+from .xmpp.presence import ExternalStatuses
+from .xmpp.privilege import GRANT_NAMESPACES, Privileges
 from .xmpp.sessions import CallerPool
 from .xmpp.stanzas import COMPONENT_NS
 
@@ -47,6 +48,8 @@ class Runtime:
         self.link.on_setup(lambda xmpp: commands.register(xmpp, self))
         self.link.on_setup(self._watch_privileges)
         self.privileges = Privileges()  # what the server granted (XEP-0356); none until it says
+        self.statuses = ExternalStatuses(self)  # presence shown for users without a session (/rest/user/*/status)
+        self.link.on_setup(self.statuses.setup)
         self.pool = CallerPool(config)
         self.api_keys = ApiKeyChecker(config.auth)
         self.routes: RouteTable = load_routes(config.scripts_path)
@@ -56,11 +59,13 @@ class Runtime:
         def on_privilege(message) -> None:
             if message["from"].bare != self.config.xmpp.domain:
                 return  # only the server itself grants privileges
-            self.privileges = Privileges.parse(message.xml.find(f"{{{PRIVILEGE_NS}}}privilege"))
+            tags = {f"{{{ns}}}privilege" for ns in GRANT_NAMESPACES}
+            self.privileges = Privileges.parse(next(child for child in message.xml if child.tag in tags))
             log.info("XEP-0356 privileges from %s: %s", self.config.xmpp.domain, self.privileges)
 
-        xmpp.register_handler(Callback(
-            "xep-0356 privileges", MatchXPath(f"{{{COMPONENT_NS}}}message/{{{PRIVILEGE_NS}}}privilege"), on_privilege))
+        for ns in GRANT_NAMESPACES:
+            xmpp.register_handler(Callback(
+                f"xep-0356 privileges {ns}", MatchXPath(f"{{{COMPONENT_NS}}}message/{{{ns}}}privilege"), on_privilege))
 
     def is_admin(self, bare_jid: str) -> bool:
         """Listed in [auth] admins, or verified by a recent login as an admin of the server."""
@@ -107,6 +112,7 @@ async def serve(config: Config, config_path: Path | None = None,
     except OSError as e:
         log.error("Cannot listen on %s:%s: %s", config.http.host, config.http.port, e.strerror or e)
         await runner.cleanup()
+        await runtime.statuses.close()
         await runtime.pool.close()
         await runtime.link.stop()
         return 1
@@ -125,6 +131,7 @@ async def serve(config: Config, config_path: Path | None = None,
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         await runner.cleanup()
+        await runtime.statuses.close()
         await runtime.pool.close()
         await runtime.link.stop()
     log.info("Stopped")

@@ -18,6 +18,8 @@ from .stanzas import CLIENT_NS, split_tag
 log = logging.getLogger(__name__)
 
 PRIVILEGE_NS = "urn:xmpp:privilege:2"
+# ejabberd 23.01 grants in the first version (roster, message, presence; no IQ permission).
+GRANT_NAMESPACES = (PRIVILEGE_NS, "urn:xmpp:privilege:1")
 FORWARD_NS = "urn:xmpp:forward:0"
 
 

@@ -1,0 +1,48 @@
+"""/rest/user/{jid}/status[/{resource}]: show a presence for a user who has no session (Tigase's UserStatus).
+
+The component sends the presence from ``jid/resource`` (default ``tigase-external``) to the user's
+roster contacts and sends it again when they come online, on every reconnect and after a restart
+(tigase_rest/xmpp/presence.py). An API key alone is enough, as Tigase 2.x's authRequired override;
+with Basic auth the caller must be an admin. The answer is Tigase's ``status`` object, plus
+``contacts`` (how many contacts were sent the presence) and, when ``success`` is false, ``reason``.
+HTTP is 200 either way, as in Tigase.
+"""
+
+from tigase_rest.errors import HttpError
+from tigase_rest.handlers import Handler
+from tigase_rest.xmpp.presence import DEFAULT_RESOURCE, parse_status
+from tigase_rest.xmpp.stanzas import parse_bare_jid, parse_jid
+
+EXAMPLE = """curl -H 'Api-Key: KEY' -H 'Content-Type: application/json' \\
+  --data '{"available": "true", "priority": "-1", "show": "xa", "status": "On the phone"}' \\
+  {base}/user/alice@example.com/status"""
+
+
+class UserStatus(Handler):
+    # Wider than Tigase's user@domain pattern, so a JID without a localpart gets a 400 with the reason.
+    regex = r"/([^/]+)/status(?:/([^/]+))?"
+    required_role = "admin"
+    api_key_replaces_login = True
+    description = {
+        "regex": "/{user-jid}/status[/{resource}]",
+        "POST": {
+            "info": "Set the presence a user shows while offline",
+            "description": "Body (JSON or XML, flat or in a <command> root): available (true|false, default "
+                           "true), priority (-128..127, default -1), show (chat|away|xa|dnd), status (text), "
+                           "activity ({category, type, text}, XEP-0108). Contacts with subscription from/both "
+                           "see the presence from jid/resource (default resource tigase-external); "
+                           "available=false withdraws it. It is sent again when a contact logs in (needs the "
+                           "XEP-0356 presence permission), on every reconnect and after a restart. Answer: "
+                           "{status: {user, available, priority, show, status, success, contacts, reason?}}.",
+            "example": EXAMPLE,
+        },
+    }
+
+    async def exec_post(self, service, callback, user, content, jid, resource):
+        bare = parse_bare_jid(jid, "the URL")
+        if bare.domain != service.domain:
+            raise HttpError(404, f"{bare} is not a user of {service.domain}, the domain this component serves")
+        full = parse_jid(f"{bare}/{resource or DEFAULT_RESOURCE}", "the URL's resource")
+        status = parse_status(content)
+        outcome = await service.runtime.statuses.set(str(bare), full.resource, status)
+        return outcome.as_data()
