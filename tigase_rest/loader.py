@@ -45,15 +45,28 @@ class RouteTable:
     def routes(self) -> list[Route]:
         return [r for folder in sorted(self.by_folder) for r in self.by_folder[folder]]
 
-    def resolve(self, path: str) -> tuple[Route, tuple] | None:
-        """``path`` is relative to the context path and starts with ``/<folder>``."""
+    def resolve(self, path: str, method: str | None = None) -> tuple[Route, tuple] | None:
+        """The route for ``path`` (relative to the context path, starting with ``/<folder>``).
+
+        With ``method``, the first matching route that implements it wins, so two scripts may serve
+        the same path with different methods and access (Tigase's AvatarGet and AvatarPutNoAuth);
+        when none implements it, the first match is returned and the caller answers 404 for the method."""
         folder = path[1:].split("/", 1)[0]
         rest = path[1 + len(folder):]
+        first = None
         for route in self.by_folder.get(folder, ()):
             match = route.pattern.fullmatch(rest)
             if match:
-                return route, match.groups()
-        return None
+                if method is None or route.handler.exec_for(method) is not None:
+                    return route, match.groups()
+                first = first or (route, match.groups())
+        return first
+
+    def methods_at(self, path: str) -> list[str]:
+        """Every method some route serves at ``path``, for the 404 that names them."""
+        folder = path[1:].split("/", 1)[0]
+        rest = path[1 + len(folder):]
+        return sorted({m for r in self.by_folder.get(folder, ()) if r.pattern.fullmatch(rest) for m in r.handler.methods()})
 
 
 def load_routes(scripts_dir: Path) -> RouteTable:

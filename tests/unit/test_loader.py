@@ -216,3 +216,25 @@ def test_the_shipped_scripts_load_without_errors():
     route, groups = table.resolve("/stream/bob@example.com")
     assert route.folder == "stream" and groups == ("bob@example.com",)
     assert table.resolve("/stream")[1] == (None,)
+
+
+def test_two_scripts_may_serve_one_path_with_different_methods(tmp_path):
+    # Tigase ships AvatarGet and AvatarPutNoAuth with the same regex and different access.
+    folder = tmp_path / "avatar"
+    folder.mkdir()
+    (folder / "get.py").write_text(
+        "from tigase_rest.handlers import Handler\n"
+        "class Get(Handler):\n"
+        "    regex = r'/(\\w+)'\n"
+        "    def exec_get(self, service, callback, name): return 'get'\n")
+    (folder / "put.py").write_text(
+        "from tigase_rest.handlers import Handler\n"
+        "class Put(Handler):\n"
+        "    regex = r'/(\\w+)'\n"
+        "    required_role = 'admin'\n"
+        "    def exec_put(self, service, callback, user, name): return 'put'\n")
+    table = load_routes(tmp_path)
+    assert type(table.resolve("/avatar/x", "GET")[0].handler).__name__ == "Get"
+    assert type(table.resolve("/avatar/x", "PUT")[0].handler).__name__ == "Put"
+    assert table.resolve("/avatar/x", "DELETE") is not None  # matched, but no handler for DELETE: 404 later
+    assert table.methods_at("/avatar/x") == ["GET", "PUT"]

@@ -96,7 +96,7 @@ async def _dispatch(request: web.Request, fmt: str) -> web.StreamResponse:
     config = runtime.config
     ctx = "" if config.http.context_path == "/" else config.http.context_path
     path = request.path[len(ctx):]
-    resolved = runtime.routes.resolve(path)
+    resolved = runtime.routes.resolve(path, request.method)
     if resolved is None:
         raise HttpError(404, f"No handler for {request.path}")
     route, groups = resolved
@@ -105,7 +105,7 @@ async def _dispatch(request: web.Request, fmt: str) -> web.StreamResponse:
     if func is None:
         # Tigase answers 404 (not 405) for a method the handler does not implement.
         raise HttpError(404, f"{request.method} is not supported on {request.path} "
-                             f"(supported: {', '.join(handler.methods())})")
+                             f"(supported: {', '.join(runtime.routes.methods_at(path))})")
 
     key_ok = runtime.api_keys.check(request) if handler.api_key else False
 
