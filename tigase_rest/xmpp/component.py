@@ -128,8 +128,10 @@ class ComponentLink:
         self._fail_pending(errors.link_down())
 
     def _on_stream_error(self, error) -> None:
-        log.error("Stream error from the server: %s %s (check xmpp.secret and the component block)",
-                  error["condition"], error["text"])
+        hint = ""
+        if error["condition"] in ("not-authorized", "host-unknown"):
+            hint = " (check xmpp.secret, xmpp.component_jid and the server's component block)"
+        log.error("Stream error from the server: %s %s%s", error["condition"], error["text"], hint)
 
     def _fail_pending(self, error: errors.HttpError) -> None:
         if self._iqs is not None:
@@ -145,6 +147,9 @@ class ComponentLink:
         """Fire and forget. Raises 503 when the link is down."""
         if not self.connected:
             raise errors.link_down()
+        if not stanza.get("from"):
+            # Prosody fills it in; ejabberd closes the whole stream (improper-addressing).
+            stanza.set("from", self.config.component_jid)
         self._iqs.send(stanza)
 
     async def request(self, iq: Element, timeout: float | None = None) -> Element:
