@@ -37,14 +37,26 @@ def local_name(tag: str) -> str:
 # --- XML ----------------------------------------------------------------------------------------
 
 
+# Deeper documents are refused: real payloads nest a few levels, and the recursive serialisers
+# downstream (ours, slixmpp's) would hit Python's recursion limit.
+MAX_XML_DEPTH = 100
+
+
 def parse_xml(body: bytes) -> Element:
-    """Parse one XML document safely: no DTD, no entities, no external references."""
+    """Parse one XML document safely: no DTD, no entities, no external references, bounded depth."""
     try:
-        return fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+        root = fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except DefusedXmlException as e:
         raise HttpError(400, f"XML with a DTD or entity declarations is not accepted ({type(e).__name__})") from None
     except ParseError as e:
         raise HttpError(400, f"Malformed XML: {e}") from None
+    stack = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_XML_DEPTH:
+            raise HttpError(400, f"Malformed XML: nested too deeply (more than {MAX_XML_DEPTH} levels)")
+        stack.extend((child, depth + 1) for child in node)
+    return root
 
 
 def element_to_data(element: Element) -> Any:
@@ -111,7 +123,7 @@ def _element_name(key: Any) -> str:
 
 
 # Characters XML 1.0 cannot carry at all, even as references; they become U+FFFD.
-_NOT_XML_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+NOT_XML_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def _scalar(value: Any) -> str:
@@ -120,7 +132,7 @@ def _scalar(value: Any) -> str:
     if value is False:
         return "false"
     # A raw CR would be read back as LF (XML end-of-line handling); a reference keeps it.
-    return _NOT_XML_CHAR.sub("\ufffd", escape(str(value))).replace("\r", "&#13;")
+    return NOT_XML_CHAR.sub("\ufffd", escape(str(value))).replace("\r", "&#13;")
 
 
 def _write(name: str, value: Any, out: list[str]) -> None:

@@ -13,7 +13,7 @@ from xml.etree.ElementTree import Element
 
 from .errors import HttpError
 from .xmpp import privilege
-from .xmpp.sessions import Caller
+from .xmpp.sessions import Caller, SessionClosed
 from .xmpp.stanzas import split_tag
 
 if TYPE_CHECKING:
@@ -82,5 +82,14 @@ class Service:
         """An IQ round trip over the caller's own c2s session: the server applies the caller's rights."""
         if self.caller is None or self._password is None:
             raise HttpError(401, "This request acts as the caller: log in with Basic auth (bare JID and password)")
-        session = await self.runtime.pool.session(self.caller, self._password)
-        return await session.request(iq, timeout)
+        pool = self.runtime.pool
+        session = await pool.session(self.caller, self._password)
+        try:
+            return await session.request(iq, timeout)
+        except SessionClosed as closed:
+            # The server ended the session (end-user-session, restart) since it was pooled: log in
+            # again, once. A set that had already left may have been processed: not resent.
+            if closed.sent and iq.get("type") != "get":
+                raise
+            session = await pool.session(self.caller, self._password)
+            return await session.request(iq, timeout)

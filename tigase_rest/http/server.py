@@ -86,6 +86,11 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         return error_response(HttpError(413, f"Request body is larger than {limit} bytes"), fmt)
     except asyncio.CancelledError:
         raise  # the client went away; nothing to answer
+    except ConnectionResetError:  # aiohttp's ClientConnectionResetError is one too
+        # The client left while we read its body: one line, not a handler failure with a traceback.
+        log.info("%s %s: the client closed the connection before sending its whole body",
+                 request.method, request.path)
+        return web.Response(status=499)  # nginx's "client closed request", only ever seen in the access log
     except Exception as e:  # noqa: BLE001 - a handler bug must not take the server down
         log.exception("Handler failed for %s %s", request.method, request.path)
         return error_response(HttpError(500, f"Internal error in the handler: {type(e).__name__}"), fmt)

@@ -19,6 +19,7 @@ from slixmpp.jid import JID
 from slixmpp.xmlstream.tostring import tostring
 
 from .. import errors
+from ..coding import NOT_XML_CHAR
 from .stanzas import renamespace
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class IqTracker:
         return len(self._pending)
 
     def send(self, stanza: Element) -> None:
+        _check_xml_chars(stanza)
         renamespace(stanza, self.namespace)
         self.stream.send_raw(tostring(stanza, stream=self.stream, top_level=True))
 
@@ -103,3 +105,14 @@ def _set_id(stanza: Element, value: str | None) -> None:
         stanza.attrib.pop("id", None)
     else:
         stanza.set("id", value)
+
+
+def _check_xml_chars(stanza: Element) -> None:
+    """A character XML cannot carry would make the server close the whole stream: refuse the
+    stanza instead (handlers validate their input; this keeps the link safe from any that miss one)."""
+    for node in stanza.iter():
+        for text in (node.text, node.tail, *node.attrib.values()):
+            bad = text and NOT_XML_CHAR.search(text)
+            if bad:
+                raise errors.HttpError(400, f"<{node.tag.rsplit('}', 1)[-1]}> contains U+{ord(bad.group()):04X}, "
+                                            f"a character XML cannot carry")

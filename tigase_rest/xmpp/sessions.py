@@ -17,6 +17,7 @@ import hmac
 import logging
 import os
 import secrets
+import ssl
 import time
 from dataclasses import dataclass
 from xml.etree.ElementTree import Element, SubElement
@@ -39,6 +40,15 @@ CHALLENGE = 'Basic realm="TigasePlain", charset="UTF-8"'
 
 class AuthFailed(Exception):
     """The server refused the credentials."""
+
+
+class SessionClosed(errors.HttpError):
+    """The caller's session is gone; ``sent`` tells whether the IQ had left before it went."""
+
+    def __init__(self, jid: JID, sent: bool):
+        super().__init__(503, f"The XMPP session of {jid} was closed by the server",
+                         condition="service-unavailable", headers={"Retry-After": "1"})
+        self.sent = sent
 
 
 @dataclass(frozen=True)
@@ -90,8 +100,7 @@ class CallerSession:
             was_alive, self._alive = self._alive, False
             if was_alive:
                 log.info("Session of %s closed: %s", self.jid, reason or "connection closed")
-            self.iqs.fail_all(errors.HttpError(
-                503, f"The XMPP session of {self.jid} was closed by the server", condition="service-unavailable"))
+            self.iqs.fail_all(SessionClosed(self.jid, sent=True))
             settle(errors.HttpError(503, f"Cannot log in {self.jid}: the XMPP server closed the connection",
                                     condition="service-unavailable", headers={"Retry-After": "5"}))
 
@@ -105,9 +114,15 @@ class CallerSession:
         xmpp.add_event_handler("failed_auth", on_failed_auth)
         xmpp.add_event_handler("no_auth", lambda _: settle(errors.HttpError(
             502, "The XMPP server offers no login method we may use (is TLS required?)")))
-        xmpp.add_event_handler("connection_failed", lambda e: settle(errors.HttpError(
-            503, f"Cannot reach the XMPP server's c2s port: {e}", condition="service-unavailable",
-            headers={"Retry-After": "5"})))
+        def on_connection_failed(error) -> None:
+            if isinstance(error, ssl.SSLError):  # a configuration problem, not an outage
+                settle(errors.HttpError(502, f"TLS with the XMPP server's c2s port failed ({error}); "
+                                             f"check xmpp.c2s_tls and xmpp.c2s_ca_file"))
+            else:
+                settle(errors.HttpError(503, f"Cannot reach the XMPP server's c2s port: {error}",
+                                        condition="service-unavailable", headers={"Retry-After": "5"}))
+
+        xmpp.add_event_handler("connection_failed", on_connection_failed)
         xmpp.add_event_handler("disconnected", on_down)
         xmpp.connect(self.config.c2s_host, x.c2s_port)
         try:
@@ -125,7 +140,7 @@ class CallerSession:
 
     async def request(self, iq: Element, timeout: float | None = None) -> Element:
         if not self._alive:
-            raise errors.HttpError(503, f"The XMPP session of {self.jid} is closed", condition="service-unavailable")
+            raise SessionClosed(self.jid, sent=False)
         self.last_used = time.monotonic()
         return await self.iqs.request(iq, timeout or self.config.xmpp.iq_timeout)
 
@@ -161,6 +176,11 @@ class FailureLimiter:
             return 0.0
         return failures[0] + self.window - now
 
+    def count(self, key: str) -> int:
+        """Failures of ``key`` still inside the window."""
+        self.retry_after(key)  # prunes expired entries
+        return len(self._failures.get(key, ()))
+
     def record(self, key: str) -> None:
         if key not in self._failures and len(self._failures) >= self.max_keys:
             self._failures.pop(next(iter(self._failures)))  # drop the oldest key: memory stays bounded
@@ -188,6 +208,8 @@ class CallerPool:
         self._verified: dict[str, _Verified] = {}
         self._sessions: collections.OrderedDict[str, CallerSession] = collections.OrderedDict()
         self._logins: dict[str, asyncio.Future] = {}
+        self._verifications: dict[str, asyncio.Future] = {}
+        self._attempts: collections.Counter[str] = collections.Counter()  # verifications in flight per JID
         self._process_key = os.urandom(32)
         self._sweeper: asyncio.Task | None = None
         self.logins = 0  # real SASL logins done, for tests and benchmarks
@@ -217,22 +239,52 @@ class CallerPool:
     async def authenticate(self, jid: JID, password: str, remote: str) -> Caller:
         """Verify Basic-auth credentials; raises HttpError 401/429/503/504."""
         bare = str(jid)
+        self._check_limits(bare, remote)
+        verified = self._verified.get(bare)
+        if verified and verified.expires > time.monotonic() and hmac.compare_digest(
+                verified.digest, _digest(verified.salt, password)):
+            return Caller(bare, self._is_admin(bare, verified.is_admin))
+        # Concurrent requests with the same credentials share one verification (login, admin
+        # check, cache entry), so a burst costs one login and never replaces a fresh session.
+        key = self._fingerprint(bare, password)
+        running = self._verifications.get(key)
+        if running is None:
+            if self._attempts[bare] + self.jid_failures.count(bare) >= self.config.auth.max_failures:
+                # Attempts still in flight count as failures until they end: concurrency
+                # cannot outrun the limit.
+                raise errors.HttpError(429, "Too many logins in progress for this JID; retry in 1 s",
+                                       headers={"Retry-After": "1"})
+            self._attempts[bare] += 1
+            running = asyncio.ensure_future(self._verify(jid, password, remote))
+            self._verifications[key] = running
+
+            def done(_):
+                self._verifications.pop(key, None)
+                self._attempts[bare] -= 1
+                if not self._attempts[bare]:
+                    del self._attempts[bare]
+            running.add_done_callback(done)
+        try:
+            return await asyncio.shield(running)
+        except AuthFailed:
+            raise errors.HttpError(401, f"Invalid credentials for {bare}", headers=_challenge()) from None
+
+    def _check_limits(self, bare: str, remote: str) -> None:
         for limiter, key, what in ((self.jid_failures, bare, "this JID"), (self.addr_failures, remote, "this address")):
             wait = limiter.retry_after(key)
             if wait > 0:
                 raise errors.HttpError(429, f"Too many failed logins for {what}; retry in {int(wait) + 1} s",
                                        headers={"Retry-After": str(int(wait) + 1)})
-        verified = self._verified.get(bare)
-        if verified and verified.expires > time.monotonic() and hmac.compare_digest(
-                verified.digest, _digest(verified.salt, password)):
-            return Caller(bare, self._is_admin(bare, verified.is_admin))
+
+    async def _verify(self, jid: JID, password: str, remote: str) -> Caller:
+        bare = str(jid)
         try:
             session = await self._login_once(jid, password)
         except AuthFailed:
             self.jid_failures.record(bare)
             self.addr_failures.record(remote)
             self._verified.pop(bare, None)
-            raise errors.HttpError(401, f"Invalid credentials for {bare}", headers=_challenge()) from None
+            raise
         is_admin = bare in self.config.auth.admins
         if not is_admin and self.config.auth.admins_from_server:
             is_admin = await self._offers_admin_commands(session)
@@ -241,6 +293,9 @@ class CallerPool:
                                          time.monotonic() + self.config.auth.credential_ttl, is_admin)
         self.jid_failures.clear(bare)
         return Caller(bare, self._is_admin(bare, is_admin))
+
+    def _fingerprint(self, bare: str, password: str) -> str:
+        return hmac.new(self._process_key, f"{bare}\0{password}".encode(), hashlib.sha256).hexdigest()
 
     def known_admin(self, bare: str) -> bool:
         verified = self._verified.get(bare)
@@ -251,7 +306,7 @@ class CallerPool:
 
     async def _login_once(self, jid: JID, password: str) -> CallerSession:
         """Log in, sharing one attempt among concurrent requests with the same credentials."""
-        key = hmac.new(self._process_key, f"{jid}\0{password}".encode(), hashlib.sha256).hexdigest()
+        key = self._fingerprint(str(jid), password)
         running = self._logins.get(key)
         if running is None:
             running = asyncio.ensure_future(self._login(jid, password))
