@@ -247,3 +247,21 @@ def test_limiter_memory_per_key_is_bounded(clock):
     for _ in range(1000):
         limiter.record("k")
     assert len(limiter._failures["k"]) == 3
+
+
+def test_fast_scram_derives_the_same_key_as_slixmpp():
+    import base64
+    import hashlib
+
+    from slixmpp.util.sasl.mechanisms import SCRAM
+
+    from tigase_rest.xmpp.scram import FastSCRAM
+
+    salt = base64.b64decode("QSXCR+Q6sek8bf92")
+    keys = []
+    for cls in (SCRAM, FastSCRAM):
+        mech = cls.__new__(cls)  # Hi needs only the hash; no SASL session
+        mech.hash = hashlib.sha1
+        keys.append(mech.Hi(b"pencil", salt, 4096))
+    # RFC 5802 section 5: SaltedPassword for "pencil" with this salt and 4096 iterations
+    assert keys[0] == keys[1] == bytes.fromhex("1d96ee3a529b5a5f9e47c01f229a2cb8a6e15f7d")

@@ -15,6 +15,51 @@ STANZA_NAMES = ("message", "presence", "iq")
 _STREAM_NAMESPACES = ("", CLIENT_NS, COMPONENT_NS)
 
 
+XML_NS = "http://www.w3.org/XML/1998/namespace"
+_TEXT = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+_ATTR = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\n": "&#10;", "\r": "&#13;", "\t": "&#9;"})
+
+
+def serialize(element: Element, outer_ns: str = "") -> str:
+    """The element as XML text; ``xmlns`` is written wherever the namespace differs from the
+    enclosing one (``outer_ns`` for the root: the stream's default namespace on the wire).
+
+    Ours rather than slixmpp's tostring: that one escapes character by character (a tenth of an
+    IQ request's time) and drops attributes in namespaces other than xml:."""
+    out: list[str] = []
+    _serialize(element, outer_ns, out)
+    return "".join(out)
+
+
+def _serialize(node: Element, outer_ns: str, out: list[str]) -> None:
+    ns, name = split_tag(node.tag)
+    out.append("<" + name)
+    if ns != outer_ns:
+        out.append(f' xmlns="{ns.translate(_ATTR)}"')
+    declared = 0
+    for key, value in node.attrib.items():
+        if key[0] == "{":
+            attr_ns, local = key[1:].split("}", 1)
+            if attr_ns == XML_NS:
+                key = "xml:" + local
+            else:
+                declared += 1
+                out.append(f' xmlns:a{declared}="{attr_ns.translate(_ATTR)}"')
+                key = f"a{declared}:{local}"
+        out.append(f' {key}="{value.translate(_ATTR)}"')
+    if node.text or len(node):
+        out.append(">")
+        if node.text:
+            out.append(node.text.translate(_TEXT))
+        for child in node:
+            _serialize(child, ns, out)
+            if child.tail:
+                out.append(child.tail.translate(_TEXT))
+        out.append(f"</{name}>")
+    else:
+        out.append("/>")
+
+
 def split_tag(tag: str) -> tuple[str, str]:
     if tag.startswith("{"):
         ns, name = tag[1:].split("}", 1)

@@ -8,12 +8,10 @@ stanza (several roots, another namespace, an IQ result/error, an IQ without exac
 is 400 with the reason instead of being sent.
 """
 
-from slixmpp.xmlstream.tostring import tostring
-
 from tigase_rest.coding import parse_xml
 from tigase_rest.errors import HttpError
 from tigase_rest.handlers import Handler, Result
-from tigase_rest.xmpp.stanzas import CLIENT_NS, STANZA_NAMES, parse_jid, renamespace, split_tag
+from tigase_rest.xmpp.stanzas import CLIENT_NS, STANZA_NAMES, parse_jid, renamespace, serialize, split_tag
 
 EXAMPLE = """curl -u admin@example.com:password -H 'Api-Key: KEY' -H 'Content-Type: application/xml' \\
   --data '<message xmlns="jabber:client" type="chat" to="test@example.com/resource-1"><body>Example message 1</body></message>' \\
@@ -56,7 +54,7 @@ class Stream(Handler):
             if not stanza.get("from"):
                 reply = await service.request(stanza)
                 renamespace(reply, CLIENT_NS)
-                return Result(tostring(reply).encode(), "application/xml; charset=utf-8")
+                return Result(serialize(reply).encode(), "application/xml; charset=utf-8")
         service.send(stanza)
         return ""
 
