@@ -51,3 +51,32 @@ check-config: venv
 clean:
 	rm -rf run build .pytest_cache .hypothesis *.egg-info
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
+
+# REST vs direct XMPP on a throwaway Prosody, in one run (about 5 min): BENCH_SECONDS=N per scenario
+# (default 10), BENCH_PROFILE=0 skips py-spy. Installs wrk (apt, as root) and py-spy (pip) when missing.
+.PHONY: bench
+bench: venv prosody
+	@command -v wrk >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y wrk; \
+	  else \
+	    echo "wrk is missing: install it (as root: apt-get install -y wrk)" >&2; exit 1; \
+	  fi; }
+	@[ -x $(VENV)/bin/py-spy ] || [ "$(BENCH_PROFILE)" = 0 ] || $(PY) -m pip install -q py-spy || \
+	  echo "py-spy could not be installed: the run goes on without a profile" >&2
+	$(PY) -m bench.run
+
+# Optional, not part of `test`: the integration flows against a real ejabberd 23.01 (ejabberd_tests/).
+# Installs ejabberd with apt when missing (as root; otherwise says the command). About 1 min.
+.PHONY: ejabberd test-ejabberd
+ejabberd: venv
+	$(PY) -c 'from tigase_rest.devtools.ejabberd import ensure_ejabberd; ensure_ejabberd()'
+
+test-ejabberd: venv ejabberd
+	$(PY) -m pytest -q ejabberd_tests $(PYTEST_ARGS)
+
+# Several minutes of mixed load on a throwaway Prosody; fails when memory or fds grow or anything
+# is lost. SOAK_SECONDS (default 180), SOAK_RATE (400 req/s), SOAK_CONCURRENCY (20).
+.PHONY: soak
+soak: venv prosody
+	$(PY) -m bench.soak
