@@ -35,7 +35,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from .prosody import _distinct_free_ports
+from .prosody import _distinct_free_ports, component_section
 
 APT_INSTALL = "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y ejabberd"
 EJABBERD_USER = "ejabberd"  # INSTALLUSER in Debian's ejabberdctl
@@ -437,17 +437,7 @@ class EjabberdServer:
 
     def component_config(self) -> dict[str, Any]:
         """The ``[xmpp]`` section of a tigase-rest config for this server."""
-        return {
-            "host": "127.0.0.1",
-            "port": self.component_port,
-            "component_jid": self.component_jid,
-            "secret": self.component_secret,
-            "domain": self.domain,
-            "c2s_host": "127.0.0.1",
-            "c2s_port": self.c2s_port,
-            "c2s_tls": "none",  # loopback test server without certificates: an explicit opt-out
-            "bosh_url": self.bosh_url,
-        }
+        return component_section(self)
 
     def log_tail(self, lines: int = 30) -> str:
         parts = []

@@ -312,17 +312,7 @@ class ProsodyServer:
 
     def component_config(self) -> dict[str, Any]:
         """The ``[xmpp]`` section of a tigase-rest config for this server."""
-        return {
-            "host": "127.0.0.1",
-            "port": self.component_port,
-            "component_jid": self.component_jid,
-            "secret": self.component_secret,
-            "domain": self.domain,
-            "c2s_host": "127.0.0.1",
-            "c2s_port": self.c2s_port,
-            "c2s_tls": "none",  # loopback sandbox without certificates: an explicit opt-out
-            "bosh_url": self.bosh_url,
-        }
+        return component_section(self)
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -419,6 +409,21 @@ async def logout(client: ClientXMPP, timeout: float = 5) -> None:
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 # TOML basic strings must escape these; \uXXXX covers the rest of the control characters.
 _TOML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def component_section(server) -> dict[str, Any]:
+    """The ``[xmpp]`` section of a tigase-rest config for a throwaway loopback server (Prosody or ejabberd)."""
+    return {
+        "host": "127.0.0.1",
+        "port": server.component_port,
+        "component_jid": server.component_jid,
+        "secret": server.component_secret,
+        "domain": server.domain,
+        "c2s_host": "127.0.0.1",
+        "c2s_port": server.c2s_port,
+        "c2s_tls": "none",  # loopback server without certificates: an explicit opt-out
+        "bosh_url": server.bosh_url,
+    }
 
 
 def _toml_str(value: str) -> str:
