@@ -14,6 +14,7 @@ from tigase_rest.http.server import negotiated_format
 class Health(Handler):
     regex = r"/?"
     description = {
+        "regex": "",
         "GET": {
             "info": "Component health and counters",
             "description": "200 when the XMPP link is up, 503 when it is down. Counts IQs waiting for a reply "
