@@ -15,7 +15,6 @@ from typing import Callable
 from xml.etree.ElementTree import Element
 
 from slixmpp import ComponentXMPP
-from slixmpp.jid import JID
 
 from .. import errors
 from ..config import XmppConfig
@@ -30,7 +29,6 @@ HANDSHAKE_TIMEOUT = 10.0  # seconds from TCP connect to an accepted handshake
 class ComponentLink:
     def __init__(self, config: XmppConfig, plugins: tuple[str, ...] = ()):
         self.config = config
-        self.jid = JID(config.component_jid)
         self.plugins = plugins
         self.xmpp: ComponentXMPP | None = None
         self._iqs: IqTracker | None = None
@@ -67,7 +65,7 @@ class ComponentLink:
         if self.xmpp is not None and self.connected:
             try:
                 await asyncio.wait_for(self.xmpp.disconnect(wait=timeout / 2), timeout)
-            except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - we are leaving anyway
+            except Exception:  # noqa: BLE001 - a timeout or a broken stream: we are leaving anyway
                 self.xmpp.abort()
         if self.xmpp is not None:
             self.xmpp.cancel_connection_attempt()

@@ -84,8 +84,8 @@ class CallerSession:
         xmpp.enable_starttls = mode == "starttls"
         xmpp.enable_plaintext = mode in ("starttls", "none")
         if mode == "none":  # explicit opt-out, meant for loopback
-            xmpp["feature_mechanisms"].unencrypted_plain = True
-            xmpp["feature_mechanisms"].unencrypted_scram = True
+            xmpp.plugin["feature_mechanisms"].unencrypted_plain = True
+            xmpp.plugin["feature_mechanisms"].unencrypted_scram = True
         self.iqs = IqTracker(xmpp, CLIENT_NS, lambda: str(self.jid))
         outcome: asyncio.Future = asyncio.get_running_loop().create_future()
 
@@ -104,16 +104,12 @@ class CallerSession:
             settle(errors.HttpError(503, f"Cannot log in {self.jid}: the XMPP server closed the connection",
                                     condition="service-unavailable", headers={"Retry-After": "5"}))
 
-        xmpp.add_event_handler("session_start", lambda _: settle(True))
         def on_failed_auth(_stanza) -> None:
             # slixmpp would go on with the next mechanism: one refusal is the answer, and a second
             # attempt would double the failures the server counts against this account.
             settle(AuthFailed())
             xmpp.abort()
 
-        xmpp.add_event_handler("failed_auth", on_failed_auth)
-        xmpp.add_event_handler("no_auth", lambda _: settle(errors.HttpError(
-            502, "The XMPP server offers no login method we may use (is TLS required?)")))
         def on_connection_failed(error) -> None:
             if isinstance(error, ssl.SSLError):  # a configuration problem, not an outage
                 settle(errors.HttpError(502, f"TLS with the XMPP server's c2s port failed ({error}); "
@@ -122,6 +118,10 @@ class CallerSession:
                 settle(errors.HttpError(503, f"Cannot reach the XMPP server's c2s port: {error}",
                                         condition="service-unavailable", headers={"Retry-After": "5"}))
 
+        xmpp.add_event_handler("session_start", lambda _: settle(True))
+        xmpp.add_event_handler("failed_auth", on_failed_auth)
+        xmpp.add_event_handler("no_auth", lambda _: settle(errors.HttpError(
+            502, "The XMPP server offers no login method we may use (is TLS required?)")))
         xmpp.add_event_handler("connection_failed", on_connection_failed)
         xmpp.add_event_handler("disconnected", on_down)
         xmpp.connect(self.config.c2s_host, x.c2s_port)
