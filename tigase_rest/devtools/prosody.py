@@ -111,12 +111,12 @@ MODULES = (
 )
 
 _CONFIG = """\
--- Written by tigase_rest.devtools.prosody: a throwaway server, loopback only, no TLS.
+-- Written by tigase_rest.devtools.prosody: a throwaway server, loopback only.
 run_as_root = true  -- as root, Prosody otherwise logs "Refusing to run as root" and hangs; prosodyctl needs it too
 pidfile = {pidfile}
 data_path = {data}
-certificates = {certs}  -- empty: silences certificate warnings, TLS is off
-
+certificates = {certs}  -- empty unless tls: silences certificate warnings
+{ssl}
 admins = {admins}
 
 interfaces = {{ "127.0.0.1" }}
@@ -134,16 +134,16 @@ https_interfaces = {{ }}
 s2s_ports = {{ }}
 http_default_host = {domain}
 
--- no TLS: allow PLAIN over plain c2s and plain-HTTP BOSH
-c2s_require_encryption = false
-allow_unencrypted_plain_auth = true
+-- without tls: allow PLAIN over plain c2s; BOSH stays plain HTTP either way
+c2s_require_encryption = {require_encryption}
+allow_unencrypted_plain_auth = {plain_auth}
 consider_bosh_secure = true
 authentication = {auth}
 
 limits = {{ }}  -- no rate limits: load tests must not be throttled
 
 modules_enabled = {modules}
-modules_disabled = {{ "s2s"; "dialback"; "tls"; }}
+modules_disabled = {disabled}
 
 -- stdout goes to the log file (see ProsodyServer.start)
 log = {{ {{ levels = {{ min = {log_level} }}, to = "console" }} }}
@@ -191,7 +191,10 @@ class ProsodyServer:
         component_is_admin: bool = True,
         auth: str = "internal_hashed",
         log_level: str = "info",
+        tls: bool = False,
     ) -> None:
+        """``tls=True``: c2s requires STARTTLS with a self-signed certificate for ``domain``
+        (``cert_path``; a client verifies it by using that file as its CA)."""
         self.workdir = Path(workdir).resolve()
         self.domain = domain
         self.component_jid = component_jid
@@ -199,8 +202,10 @@ class ProsodyServer:
         self.admins = tuple(admins) + ((component_jid,) if component_is_admin else ())
         self.auth = auth
         self.log_level = log_level
+        self.tls = tls
         self.c2s_port, self.component_port, self.http_port = _distinct_free_ports(3)
         self.config_path = self.workdir / "prosody.cfg.lua"
+        self.cert_path = self.workdir / "certs" / f"{domain}.crt"
         self.log_path = self.workdir / "prosody.log"
         self.users: dict[str, str] = {}  # localpart -> password, of the accounts register() created
         self._proc: subprocess.Popen | None = None
@@ -217,18 +222,31 @@ class ProsodyServer:
         """Write prosody.cfg.lua and the folders it names (done by start() and register())."""
         for sub in ("data", "certs"):
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
+        key_path = self.cert_path.with_suffix(".key")
+        if self.tls and not self.cert_path.exists():
+            subprocess.run(
+                ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                 "-subj", f"/CN={self.domain}", "-addext", f"subjectAltName=DNS:{self.domain}",
+                 "-keyout", str(key_path), "-out", str(self.cert_path)],
+                check=True, capture_output=True, timeout=60)
+        ssl = (f"ssl = {{ certificate = {_lua_str(str(self.cert_path))}; key = {_lua_str(str(key_path))} }}"
+               if self.tls else "")
         self.config_path.write_text(
             _CONFIG.format(
                 pidfile=_lua_str(str(self.workdir / "prosody.pid")),
                 data=_lua_str(str(self.workdir / "data")),
                 certs=_lua_str(str(self.workdir / "certs")),
+                ssl=ssl,
+                require_encryption="true" if self.tls else "false",
+                plain_auth="false" if self.tls else "true",
+                disabled=_lua_list(["s2s", "dialback"] + ([] if self.tls else ["tls"])),
                 admins=_lua_list(list(self.admins)),
                 c2s_port=self.c2s_port,
                 component_port=self.component_port,
                 http_port=self.http_port,
                 domain=_lua_str(self.domain),
                 auth=_lua_str(self.auth),
-                modules=_lua_list(list(MODULES)),
+                modules=_lua_list(list(MODULES) + (["tls"] if self.tls else [])),
                 log_level=_lua_str(self.log_level),
                 component=_lua_str(self.component_jid),
                 secret=_lua_str(self.component_secret),

@@ -101,8 +101,11 @@ class CallerSession:
             if was_alive:
                 log.info("Session of %s closed: %s", self.jid, reason or "connection closed")
             self.iqs.fail_all(SessionClosed(self.jid, sent=True))
-            settle(errors.HttpError(503, f"Cannot log in {self.jid}: the XMPP server closed the connection",
-                                    condition="service-unavailable", headers={"Retry-After": "5"}))
+            if isinstance(reason, ssl.SSLError):  # STARTTLS failed, e.g. the certificate did not verify
+                settle(_tls_failure(reason))
+            else:
+                settle(errors.HttpError(503, f"Cannot log in {self.jid}: the XMPP server closed the connection",
+                                        condition="service-unavailable", headers={"Retry-After": "5"}))
 
         def on_failed_auth(_stanza) -> None:
             # slixmpp would go on with the next mechanism: one refusal is the answer, and a second
@@ -112,8 +115,7 @@ class CallerSession:
 
         def on_connection_failed(error) -> None:
             if isinstance(error, ssl.SSLError):  # a configuration problem, not an outage
-                settle(errors.HttpError(502, f"TLS with the XMPP server's c2s port failed ({error}); "
-                                             f"check xmpp.c2s_tls and xmpp.c2s_ca_file"))
+                settle(_tls_failure(error))
             else:
                 settle(errors.HttpError(503, f"Cannot reach the XMPP server's c2s port: {error}",
                                         condition="service-unavailable", headers={"Retry-After": "5"}))
@@ -366,6 +368,11 @@ class CallerPool:
             for bare, verified in list(self._verified.items()):
                 if verified.expires <= now:
                     del self._verified[bare]
+
+
+def _tls_failure(error: ssl.SSLError) -> errors.HttpError:
+    return errors.HttpError(502, f"TLS with the XMPP server's c2s port failed ({error}); "
+                                 f"check xmpp.c2s_tls and xmpp.c2s_ca_file")
 
 
 def _digest(salt: bytes, password: str) -> bytes:
