@@ -284,4 +284,12 @@ async def test_a_server_refusing_user_from_addresses_is_reported_not_fought(edit
     assert status["success"] is False
     assert "invalid-from" in status["reason"] and "validate_from_addresses = false" in status["reason"]
     await no_presence_from(bob, EXTERNAL)
+    # The link came back once and stays up: the refusal is not fought with new presences.
+    # (The answer above may come before the reconnect: the refusal is known from the stream error.)
+    deadline = time.monotonic() + 10
+    while (health := (await call(component, "GET", "/rest/health?type=application/json")).json()["health"]
+           )["link_connects"] < 2 and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert (health["xmpp_link"], health["link_connects"]) == ("up", 2)
+    await asyncio.sleep(1)
     assert component.log_text().count("Component http.localhost connected") == 2
