@@ -54,6 +54,7 @@ class Runtime:
         self.api_keys = ApiKeyChecker(config.auth)
         self.routes: RouteTable = load_routes(config.scripts_path)
         self.redactor: logs.RedactingFilter | None = None
+        self.stopping = asyncio.Event()  # set when shutdown starts: requests still reading a body give up
 
     def _watch_privileges(self, xmpp) -> None:
         def on_privilege(message) -> None:
@@ -119,14 +120,14 @@ async def serve(config: Config, config_path: Path | None = None,
     log.info("HTTP API listening on http://%s:%s%s/", config.http.host, config.http.port,
              "" if config.http.context_path == "/" else config.http.context_path)
 
-    stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stopping.set)
-    loop.add_signal_handler(signal.SIGINT, stopping.set)
+    loop.add_signal_handler(signal.SIGTERM, runtime.stopping.set)
+    loop.add_signal_handler(signal.SIGINT, runtime.stopping.set)
     loop.add_signal_handler(signal.SIGHUP, runtime.reload)
     try:
-        await stopping.wait()
+        await runtime.stopping.wait()
     finally:
+        runtime.stopping.set()  # also when leaving by an exception
         log.info("Shutting down: HTTP first, then XMPP")
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)

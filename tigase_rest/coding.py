@@ -12,6 +12,7 @@ Deviation: Tigase keeps only the last of repeated child names; we keep them all 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import xml.parsers.expat
@@ -253,3 +254,28 @@ def decode_body(body: bytes, fmt: str) -> Any:
 
 def encode(data: Any, fmt: str) -> str:
     return data_to_json(data) if fmt == JSON else data_to_xml(data)
+
+
+async def read_body(request, timeout: float, stopping: asyncio.Event | None = None) -> bytes:
+    """The whole request body: within ``timeout`` seconds (else 408) and before shutdown (else 503).
+
+    aiohttp enforces the size (client_max_size) while reading. Once it prepares to shut down it
+    drops whatever a connection still receives, so a body cut by the shutdown would never complete.
+    An empty or absent body is b""."""
+    if not request.body_exists:
+        return b""
+    if request.content.is_eof():  # all of it is here already: the common case, no waiting
+        return await request.read()
+    reading = asyncio.ensure_future(request.read())
+    waits = {reading}
+    if stopping is not None:
+        waits.add(asyncio.ensure_future(stopping.wait()))
+    done, pending = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    if reading in done:
+        return reading.result()
+    if done:
+        raise HttpError(503, "The component is shutting down: the rest of the request body will not be read; "
+                             "retry", condition="service-unavailable", headers={"Retry-After": "5"})
+    raise HttpError(408, f"The request body did not arrive within {timeout:g} s")

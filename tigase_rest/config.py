@@ -54,6 +54,8 @@ class HttpConfig:
     context_path: str = "/rest"
     scripts_dir: str = "scripts/rest"
     max_body_bytes: int = 1024 * 1024
+    # Seconds a client may take to send its body; then 408 (a slow or stalled upload holds nothing).
+    body_timeout: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -260,6 +262,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"http.context_path must start with / and not end with /, not {h.context_path!r}")
     if h.max_body_bytes <= 0:
         raise ConfigError("http.max_body_bytes must be > 0")
+    if h.body_timeout <= 0:
+        raise ConfigError("http.body_timeout must be > 0 seconds")
     if not cfg.scripts_path.is_dir():
         raise ConfigError(f"http.scripts_dir: no such folder {cfg.scripts_path}")
     if a.max_failures < 1 or a.failure_window <= 0 or a.credential_ttl < 0:

@@ -85,3 +85,4 @@ def link_down(retry_after: int = 5) -> HttpError:
 
 def timeout(who: str, seconds: float) -> HttpError:
     return HttpError(504, f"No answer from {who} within {seconds:g} s", condition="remote-server-timeout")
+

@@ -11,6 +11,7 @@ import secrets
 from typing import TYPE_CHECKING
 from xml.etree.ElementTree import Element
 
+from .coding import read_body
 from .errors import HttpError
 from .xmpp import privilege
 from .xmpp.sessions import Caller, SessionClosed
@@ -39,6 +40,11 @@ class Service:
     @property
     def domain(self) -> str:
         return self.runtime.config.xmpp.domain
+
+    async def read_body(self, request) -> bytes:
+        """The raw request body (for handlers with ``decode_content = False``), bounded in size
+        (413) and in time (408, ``http.body_timeout``)."""
+        return await read_body(request, self.runtime.config.http.body_timeout, self.runtime.stopping)
 
     def is_admin(self, jid: str | None) -> bool:
         """True for the authenticated caller when an admin, or for a JID listed in [auth] admins."""

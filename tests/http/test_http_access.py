@@ -7,6 +7,8 @@ import asyncio
 import json
 import xml.etree.ElementTree as ET
 
+import pytest
+
 from fakes import ADMIN, ALICE, API_KEY, LOCKED, MAX_BODY, admin_headers, basic
 
 MESSAGE = b"<message xmlns='jabber:client' to='bob@example.com'><body>hi</body></message>"
@@ -205,6 +207,22 @@ async def test_chunked_body_under_the_limit_is_accepted(api):
     response = await api.post("/rest/stream/", data=chunks(), headers=admin_headers())
     assert response.status == 200
     assert api.link.sent[0].get("to") == "bob@example.com"
+
+
+@pytest.mark.parametrize("path, content_type", [("/rest/stream/", "application/xml"),
+                                                 ("/rest/adhoc/example.com", "application/json")])
+async def test_a_stalled_body_is_408_and_sends_nothing(make_api, path, content_type):
+    api = await make_api(http={"body_timeout": 0.3})
+
+    async def stalled():
+        yield b"<message to='bob@example.com'><body>"
+        await asyncio.sleep(5)  # never finishes within the timeout
+        yield b"late</body></message>"
+
+    response = await api.post(path, data=stalled(), headers=admin_headers(**{"Content-Type": content_type}))
+    assert response.status == 408
+    assert "did not arrive within 0.3 s" in await response.text()
+    assert api.link.sent == []
 
 
 # --- negotiated error format ------------------------------------------------------------------

@@ -131,7 +131,7 @@ async def _dispatch(request: web.Request, fmt: str) -> web.StreamResponse:
     has_body = request.body_exists
     content: Any = None
     if has_body and handler.decode_content:
-        body = await request.read()
+        body = await coding.read_body(request, config.http.body_timeout, runtime.stopping)
         has_body = bool(body)
         if has_body:
             body_fmt = coding.body_format(request.headers.get("Content-Type"), body)

@@ -118,7 +118,7 @@ class AvatarPutNoAuth(Handler):
         media_type = avatars.media_type(declared)
         if not media_type or not media_type.startswith("image/"):
             raise HttpError(415, f"The body must be an image with Content-Type image/*, not {declared!r}")
-        data = await request.read() if request.body_exists else b""
+        data = await service.read_body(request)
         if not data:
             raise HttpError(400, "No image received: the body is empty")
         # Read as the owner, never as the component: a vCard that access rules trimmed, written

@@ -34,7 +34,7 @@ class Stream(Handler):
     }
 
     async def exec_post(self, service, callback, user, request, to):
-        body = await request.read() if request.body_exists else b""
+        body = await service.read_body(request)
         if not body.strip():
             raise HttpError(400, "No data received: the body must be one XMPP stanza")
         stanza = parse_xml(body)
