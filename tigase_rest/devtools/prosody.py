@@ -31,7 +31,8 @@ from slixmpp import ClientXMPP
 from slixmpp.stanza import Message
 
 PRIVILEGE_NS = "urn:xmpp:privilege:2"
-APT_INSTALL = "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y prosody prosody-modules"
+# openssl: the TLS test server's self-signed certificate (ProsodyServer(tls=True)).
+APT_INSTALL = "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y prosody prosody-modules openssl"
 
 # prosody-modules provides mod_privilege (XEP-0356); Prosody only logs an error when a module
 # is missing, so check for it here rather than discover it as a silent lack of privileges.
@@ -39,7 +40,7 @@ _MODULE_DIRS = ("/usr/lib/prosody/modules", "/usr/local/lib/prosody/modules")
 
 
 def _have_prosody() -> bool:
-    if not (shutil.which("prosody") and shutil.which("prosodyctl")):
+    if not (shutil.which("prosody") and shutil.which("prosodyctl") and shutil.which("openssl")):
         return False
     return any(
         Path(d, name).exists() for d in _MODULE_DIRS for name in ("mod_privilege", "mod_privilege.lua")
@@ -52,7 +53,7 @@ def ensure_prosody() -> str:
         if os.geteuid() != 0:
             raise RuntimeError(f"Prosody (with prosody-modules) is not installed; run as root: {APT_INSTALL}")
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "prosody", "prosody-modules"]):
+        for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "prosody", "prosody-modules", "openssl"]):
             subprocess.run(cmd, env=env, check=True, timeout=900)
         if not _have_prosody():
             raise RuntimeError(f"Prosody or mod_privilege still missing after: {APT_INSTALL}")
