@@ -409,27 +409,28 @@ class ExternalStatuses:
         """XEP-0356 roster get when granted, else (or when it fails) the admin command.
         RosterError says why neither worked; a link that is down raises its 503."""
         domain = self.runtime.config.xmpp.domain
-        failures = []
-        if self.runtime.privileges.can_get_roster():
+        failures: list[str] = []
+
+        async def attempt(iq, source: str, what: str) -> frozenset[str] | None:
             try:
-                return contacts_in(await self.runtime.link.request(roster_get_iq(user)), f"XEP-0356 roster get: {user}")
+                return contacts_in(await self.runtime.link.request(iq), f"{source}: {what}")
             except RosterError as e:
                 failures.append(str(e))
             except HttpError as e:
                 if e.status == 503:
                     raise
-                failures.append(f"XEP-0356 roster get: {e.reason}")
+                failures.append(f"{source}: {e.reason}")
+            return None
+
+        if self.runtime.privileges.can_get_roster():
+            contacts = await attempt(roster_get_iq(user), "XEP-0356 roster get", user)
+            if contacts is not None:
+                return contacts
         else:
             failures.append("the server grants this component no XEP-0356 roster get")
-        try:
-            return contacts_in(await self.runtime.link.request(get_user_roster_iq(domain, user)),
-                               f"admin command get-user-roster: {domain}")
-        except RosterError as e:
-            failures.append(str(e))
-        except HttpError as e:
-            if e.status == 503:
-                raise
-            failures.append(f"admin command get-user-roster: {e.reason}")
+        contacts = await attempt(get_user_roster_iq(domain, user), "admin command get-user-roster", domain)
+        if contacts is not None:
+            return contacts
         raise RosterError(f"Cannot read the roster of {user}: " + "; ".join(failures) +
                           ". Grant the component XEP-0356 roster get (Prosody: mod_privilege, privileged_entities"
                           " roster = \"get\"), or make it a server admin")
