@@ -9,20 +9,15 @@ is an error.
 ``xmpp_client``: real slixmpp clients, disconnected after the test.
 
 The HTTP and XMPP client helpers are the integration tests' own (``tests/integration/rest.py``
-and ``clients.py``, put on ``sys.path`` here), so both servers are driven by the same code. The
-fixtures are a small copy of ``tests/integration/conftest.py`` (a conftest cannot be imported as a
-module), with ejabberd in place of Prosody.
+and ``clients.py``, put on ``sys.path`` here), so both servers are driven by the same code.  The
+component process is started by ``tests/integration/components.py`` for both.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -33,13 +28,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 
 from clients import XmppClient, connect_client  # noqa: E402  (tests/integration)
+from components import SCRIPTS_DIR, Component, launch, merge_sections, stop_all, wait_until_200  # noqa: E402
 from tigase_rest.devtools.ejabberd import EjabberdServer  # noqa: E402
-from tigase_rest.devtools.prosody import free_port, http_status, write_toml  # noqa: E402
-
-SCRIPTS_DIR = REPO / "scripts" / "rest"
+from tigase_rest.devtools.prosody import free_port  # noqa: E402
 # The passwords tests/integration/rest.py sends (ADMIN, ALICE), plus "test" of the stream examples.
 USERS = {"admin": "adminpass", "alice": "alicepass", "bob": "bobpass", "test": "testpass"}
-COMPONENT_START_TIMEOUT = 15
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -69,30 +62,6 @@ def ejabberd() -> Iterator[EjabberdServer]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-class Component:
-    """A running ``python -m tigase_rest``."""
-
-    def __init__(self, process: subprocess.Popen, url: str, log_path: Path, config: dict) -> None:
-        self.process = process
-        self.url = url  # http://127.0.0.1:PORT, without the context path
-        self.log_path = log_path
-        self.config = config
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-                pytest.fail(f"component still running {timeout} s after signal {sig}; killed. Log:\n{self.log_text()}")
-        return self.process.returncode
-
-
 @pytest.fixture
 def component_factory(ejabberd: EjabberdServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Component]]:
     """``start(**sections)``: a component for the session's ejabberd; ``sections`` update the
@@ -101,53 +70,22 @@ def component_factory(ejabberd: EjabberdServer, tmp_path_factory: pytest.TempPat
 
     def start(**sections: Mapping[str, Any]) -> Component:
         workdir = tmp_path_factory.mktemp("component")
-        config: dict[str, dict] = {
+        config = merge_sections({
             "xmpp": ejabberd.component_config(),
             "http": {"host": "127.0.0.1", "port": free_port(), "scripts_dir": str(SCRIPTS_DIR)},
             # No [auth] admins: who is an admin is what ejabberd offers each caller's session.
             "auth": {"api_keys": ["test-key"]},
             "storage": {"data_dir": str(workdir / "data")},
             "log": {"level": "debug"},
-        }
-        for name, values in sections.items():
-            config.setdefault(name, {}).update(values)
-        write_toml(workdir / "config.toml", config)
-        log_path = workdir / "component.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TIGASE_REST_")}
-        with open(log_path, "wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "tigase_rest", "--config", str(workdir / "config.toml")],
-                cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            )
-        component = Component(process, f"http://127.0.0.1:{config['http']['port']}", log_path, config)
+        }, sections)
+        component = launch(workdir, config)
         started.append(component)
-        _wait_until_linked(component)
+        # /rest/health is 200 only once the component is also linked to ejabberd.
+        wait_until_200(component, f"{component.url}/rest/health?api-key=test-key")
         return component
 
     yield start
-    failures = []
-    for component in started:
-        try:
-            component.stop()
-        except pytest.fail.Exception as e:
-            failures.append(str(e))
-    if failures:
-        pytest.fail("\n".join(failures))
-
-
-def _wait_until_linked(component: Component) -> None:
-    """Until GET /rest/health is 200: serving HTTP and linked to ejabberd as a component."""
-    url = f"{component.url}/rest/health?api-key=test-key"
-    deadline = time.monotonic() + COMPONENT_START_TIMEOUT
-    while (status := http_status(url)) != 200:
-        if component.process.poll() is not None:
-            pytest.fail(f"component exited with code {component.process.returncode} while starting. Log:\n{component.log_text()}")
-        if time.monotonic() > deadline:
-            component.process.kill()
-            component.process.wait(5)
-            pytest.fail(f"component: GET {url} not 200 within {COMPONENT_START_TIMEOUT} s "
-                        f"(last answer: {status or 'none'}). Log:\n{component.log_text()}")
-        time.sleep(0.05)
+    stop_all(started)
 
 
 @pytest.fixture
