@@ -74,6 +74,11 @@ def from_xmpp_error(condition: str | None, text: str | None, who: str) -> HttpEr
     return HttpError(status, reason, condition=condition, text=text)
 
 
+def challenge() -> dict[str, str]:
+    """The headers of a 401 that asks for HTTP Basic auth (Tigase's realm name)."""
+    return {"WWW-Authenticate": 'Basic realm="TigasePlain", charset="UTF-8"'}
+
+
 def link_down(retry_after: int = 5) -> HttpError:
     return HttpError(
         503,

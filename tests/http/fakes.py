@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestClient
 from tigase_rest import errors
 from tigase_rest.app import Runtime
 from tigase_rest.config import from_dict
-from tigase_rest.http.auth import challenge
+from tigase_rest.errors import challenge
 from tigase_rest.xmpp.sessions import Caller
 
 REPO = Path(__file__).resolve().parents[2]

@@ -16,8 +16,7 @@ from aiohttp import web
 from slixmpp.jid import JID
 
 from ..config import ApiKey, AuthConfig
-from ..errors import HttpError
-from ..xmpp.sessions import CHALLENGE
+from ..errors import HttpError, challenge
 from ..xmpp.stanzas import parse_bare_jid
 
 OPEN_ACCESS_KEY = "open_access"
@@ -94,6 +93,3 @@ def caller_jid(user: str) -> JID:
     except HttpError as e:
         raise HttpError(401, e.reason, headers=challenge()) from None
 
-
-def challenge() -> dict[str, str]:
-    return {"WWW-Authenticate": CHALLENGE}

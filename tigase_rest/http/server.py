@@ -15,10 +15,10 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from .. import coding
-from ..errors import HttpError
+from ..errors import HttpError, challenge
 from ..handlers import Result, build_args
 from ..service import Service
-from .auth import basic_credentials, caller_jid, challenge
+from .auth import basic_credentials, caller_jid
 from .index import render_index
 
 if TYPE_CHECKING:

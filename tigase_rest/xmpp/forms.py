@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 from xml.etree.ElementTree import Element, SubElement
 
-from ..coding import NOT_XML_CHAR
+from ..coding import NOT_XML_CHAR, local_name
 from ..errors import HttpError
 
 COMMANDS_NS = "http://jabber.org/protocol/commands"
@@ -151,7 +151,7 @@ def command_result(jid: str, node: str, reply: Element) -> dict:
         result["status"] = command.get("status")
     actions = command.find(f"{{{COMMANDS_NS}}}actions")
     if actions is not None:
-        result["actions"] = [_local(a.tag) for a in actions]
+        result["actions"] = [local_name(a.tag) for a in actions]
         if actions.get("execute"):
             result["default_action"] = actions.get("execute")
     form = command.find(f"{{{DATA_NS}}}x")
@@ -210,7 +210,3 @@ def _table(reported: Element, form: Element) -> dict:
         for item in form.findall(f"{{{DATA_NS}}}item")
     ]
     return {"label": reported.get("label"), "fields": columns, "items": items}
-
-
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]

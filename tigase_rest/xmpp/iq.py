@@ -18,7 +18,7 @@ from xml.etree.ElementTree import Element
 from slixmpp.jid import JID
 
 from .. import errors
-from ..coding import NOT_XML_CHAR
+from ..coding import NOT_XML_CHAR, local_name
 from .stanzas import renamespace, serialize
 
 log = logging.getLogger(__name__)
@@ -120,5 +120,5 @@ def _check_xml_chars(stanza: Element) -> None:
         for text in (node.text, node.tail, *node.attrib.values()):
             bad = text and NOT_XML_CHAR.search(text)
             if bad:
-                raise errors.HttpError(400, f"<{node.tag.rsplit('}', 1)[-1]}> contains U+{ord(bad.group()):04X}, "
+                raise errors.HttpError(400, f"<{local_name(node.tag)}> contains U+{ord(bad.group()):04X}, "
                                             f"a character XML cannot carry")

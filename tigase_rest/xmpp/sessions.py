@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 ADMIN_NODE_PREFIX = "http://jabber.org/protocol/admin#"
 COMMANDS_NODE = "http://jabber.org/protocol/commands"
 DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
-CHALLENGE = 'Basic realm="TigasePlain", charset="UTF-8"'
 
 
 class AuthFailed(Exception):
@@ -272,7 +271,7 @@ class CallerPool:
         try:
             return await asyncio.shield(running)
         except AuthFailed:
-            raise errors.HttpError(401, f"Invalid credentials for {bare}", headers=_challenge()) from None
+            raise errors.HttpError(401, f"Invalid credentials for {bare}", headers=errors.challenge()) from None
 
     def _check_limits(self, bare: str, remote: str) -> None:
         for limiter, key, what in ((self.jid_failures, bare, "this JID"), (self.addr_failures, remote, "this address")):
@@ -343,7 +342,7 @@ class CallerPool:
             return await self._login_once(JID(caller.jid), password)
         except AuthFailed:
             self._verified.pop(caller.jid, None)
-            raise errors.HttpError(401, f"Invalid credentials for {caller.jid}", headers=_challenge()) from None
+            raise errors.HttpError(401, f"Invalid credentials for {caller.jid}", headers=errors.challenge()) from None
 
     async def _offers_admin_commands(self, session: CallerSession) -> bool:
         iq = Element("iq", {"type": "get", "to": self.config.xmpp.domain})
@@ -377,7 +376,3 @@ def _tls_failure(error: ssl.SSLError) -> errors.HttpError:
 
 def _digest(salt: bytes, password: str) -> bytes:
     return hmac.new(salt, password.encode("utf-8"), hashlib.sha256).digest()
-
-
-def _challenge() -> dict[str, str]:
-    return {"WWW-Authenticate": CHALLENGE}
