@@ -86,8 +86,7 @@ class Service:
 
     async def caller_request(self, iq: Element, timeout: float | None = None) -> Element:
         """An IQ round trip over the caller's own c2s session: the server applies the caller's rights."""
-        if self.caller is None or self._password is None:
-            raise HttpError(401, "This request acts as the caller: log in with Basic auth (bare JID and password)")
+        self.caller_credentials()  # 401 when the request carries no login
         pool = self.runtime.pool
         session = await pool.session(self.caller, self._password)
         try:
