@@ -26,6 +26,17 @@ log = logging.getLogger(__name__)
 HANDSHAKE_TIMEOUT = 10.0  # seconds from TCP connect to an accepted handshake
 
 
+class _Component(ComponentXMPP):
+    """ComponentXMPP that gives every received element to the IQ tracker first: a reply to one of
+    our requests is settled without slixmpp building a stanza object and running its handlers."""
+
+    replies: IqTracker | None = None
+
+    def _spawn_event(self, xml: Element) -> None:
+        if self.replies is None or not self.replies.take(xml):
+            super()._spawn_event(xml)
+
+
 class ComponentLink:
     def __init__(self, config: XmppConfig, plugins: tuple[str, ...] = ()):
         self.config = config
@@ -47,14 +58,16 @@ class ComponentLink:
 
     def start(self) -> None:
         c = self.config
-        self.xmpp = xmpp = ComponentXMPP(c.component_jid, c.secret, c.host, c.port)
+        self.xmpp = xmpp = _Component(c.component_jid, c.secret, c.host, c.port)
         for plugin in self.plugins:
             xmpp.register_plugin(plugin)
         xmpp.add_event_handler("session_start", self._on_up)
         xmpp.add_event_handler("disconnected", self._on_down)
         xmpp.add_event_handler("connection_failed", self._on_down)
         xmpp.add_event_handler("stream_error", self._on_stream_error)
-        self._iqs = IqTracker(xmpp, COMPONENT_NS, lambda: self.config.domain)
+        self._iqs = xmpp.replies = iqs = IqTracker(xmpp.send_raw, COMPONENT_NS, lambda: self.config.domain)
+        # Only reached if a slixmpp version no longer calls _spawn_event: replies still get matched.
+        xmpp.add_filter("in", lambda stanza: None if iqs.take(stanza.xml) else stanza)
         for callback in self._setup_callbacks:
             callback(xmpp)
         self._supervisor = asyncio.create_task(self._supervise(), name="xmpp-component-link")

@@ -1,7 +1,8 @@
-"""IQ round trips over a slixmpp stream, shared by the component link and the caller sessions.
+"""IQ round trips over one XML stream, shared by the component link and the caller sessions.
 
-Replies are matched in one dict lookup from a slixmpp 'in' filter (slixmpp's own per-IQ handlers
-are scanned linearly for every incoming stanza). The id on the wire is ours, so two HTTP requests
+The stream hands every top-level element it receives to :meth:`IqTracker.take` before anything
+else looks at it: a reply is matched in one dict lookup (slixmpp's own per-IQ handlers are scanned
+linearly, after a stanza object is built). The id on the wire is ours, so two HTTP requests
 that reuse an id never collide; the caller's id is put back on the reply. A reply is accepted only
 from the entity the request went to.
 """
@@ -29,16 +30,16 @@ MAX_PENDING = 10_000
 
 
 class IqTracker:
-    def __init__(self, stream, namespace: str, own_origin: Callable[[], str]):
-        """``own_origin()`` names who answers an IQ sent without ``to`` (or a reply without ``from``):
-        the server domain for the component, the user's own account for a client session."""
-        self.stream = stream
+    def __init__(self, write: Callable[[str], None], namespace: str, own_origin: Callable[[], str]):
+        """``write(text)`` puts serialized XML on the stream. ``own_origin()`` names who answers an IQ
+        sent without ``to`` (or a reply without ``from``): the server domain for the component, the
+        user's own account for a client session."""
+        self.write = write
         self.namespace = namespace
         self.own_origin = own_origin
         self._pending: dict[str, tuple[asyncio.Future, str]] = {}
         self._ids = itertools.count(1)
         self._prefix = secrets.token_hex(4)
-        stream.add_filter("in", self._take_reply)
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -46,7 +47,7 @@ class IqTracker:
     def send(self, stanza: Element) -> None:
         _check_xml_chars(stanza)
         renamespace(stanza, self.namespace)
-        self.stream.send_raw(serialize(stanza, self.namespace))
+        self.write(serialize(stanza, self.namespace))
 
     async def request(self, iq: Element, timeout: float) -> Element:
         if len(self._pending) >= MAX_PENDING:
@@ -77,21 +78,21 @@ class IqTracker:
             if not future.done():
                 future.set_exception(error)
 
-    def _take_reply(self, stanza):
-        xml = stanza.xml
+    def take(self, xml: Element) -> bool:
+        """Settle the request ``xml`` answers; True when it was a reply to one of ours (consumed)."""
         if not xml.tag.endswith("}iq") or xml.get("type") not in ("result", "error"):
-            return stanza
+            return False
         entry = self._pending.get(xml.get("id", ""))
         if entry is None:
-            return stanza
+            return False
         future, expected = entry
         sender = _norm(xml.get("from") or "") or _norm(self.own_origin())
         if sender != expected and sender.split("/", 1)[0] != expected:
             log.warning("Ignoring IQ reply %s from %s: the request went to %s", xml.get("id"), sender, expected)
-            return None
+            return True
         if not future.done():
             future.set_result(xml)
-        return None
+        return True
 
 
 def _expire(future: asyncio.Future, error: errors.HttpError) -> None:

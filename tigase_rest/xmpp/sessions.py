@@ -85,7 +85,8 @@ class CallerSession:
         if mode == "none":  # explicit opt-out, meant for loopback
             xmpp.plugin["feature_mechanisms"].unencrypted_plain = True
             xmpp.plugin["feature_mechanisms"].unencrypted_scram = True
-        self.iqs = IqTracker(xmpp, CLIENT_NS, lambda: str(self.jid))
+        self.iqs = iqs = IqTracker(xmpp.send_raw, CLIENT_NS, lambda: str(self.jid))
+        xmpp.add_filter("in", lambda stanza: None if iqs.take(stanza.xml) else stanza)
         outcome: asyncio.Future = asyncio.get_running_loop().create_future()
 
         def settle(result) -> None:
