@@ -3,7 +3,8 @@
     python -m bench.run            # BENCH_SECONDS=10 per scenario (default), BENCH_PROFILE=0 skips py-spy
 
 A throwaway Prosody (hashed passwords, ``limits = {}``), the component as a subprocess (log level
-warning) and a slixmpp client ``bob`` that counts the messages he receives. Load comes from ``wrk``
+warning) and ``bob``, who counts the chat messages he receives with the same raw-socket receiver
+as the direct baseline (``bench.direct``), so both paths pay the same for the receiving end. Load comes from ``wrk``
 (``-t1 -c16``, Lua scripts generated into the work dir) for REST and from ``bench.direct`` (a
 raw-socket c2s client, its own process) for the direct baseline. Everything on 127.0.0.1.
 
@@ -40,10 +41,9 @@ from collections import Counter
 from pathlib import Path
 
 import aiohttp
-from slixmpp.xmlstream.handler import Callback
-from slixmpp.xmlstream.matcher import MatchXPath
+from bench import direct as direct_client
 
-from tigase_rest.devtools.prosody import ProsodyServer, free_port, http_status, login, logout, plain_client, write_toml
+from tigase_rest.devtools.prosody import ProsodyServer, free_port, http_status, write_toml
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts" / "rest"
@@ -407,16 +407,18 @@ class Bench:
     # --- bob --------------------------------------------------------------------------------
 
     async def start_bob(self) -> None:
-        bob = plain_client(f"bob@{DOMAIN}/{BOB_RESOURCE}", USERS["bob"])
+        # The receiver of the direct scenarios (raw socket, a regex over start tags), so that the
+        # REST and the direct message scenarios pay the same for the receiving end. Only the REST
+        # scenarios send chat messages to this resource.
+        bob = await asyncio.wait_for(direct_client.login(
+            "127.0.0.1", self.prosody.c2s_port, DOMAIN, "bob", USERS["bob"], BOB_RESOURCE), 15)
 
-        def on_message(msg) -> None:
-            if msg["body"] == MARK:
+        def on_stanza(name: bytes, _ident: bytes, kind: bytes) -> None:
+            if name == b"message" and kind == b"chat":
                 self.bob_count += 1
 
-        bob.register_handler(Callback("bench count", MatchXPath("{jabber:client}message"), on_message))
-        await login(bob, "127.0.0.1", self.prosody.c2s_port)
-        bob.send_presence()
         self.bob = bob
+        self.bob_pump = asyncio.ensure_future(direct_client.pump(bob, on_stanza))
 
     async def bob_settled(self, limit: float = 10.0) -> int:
         """bob's count once it stopped growing for 0.5 s (at most ``limit`` s)."""
@@ -719,8 +721,9 @@ class Bench:
     async def close(self) -> None:
         self.stop_component()
         if self.bob is not None:
+            self.bob_pump.cancel()
             with contextlib.suppress(Exception):
-                await logout(self.bob, 3)
+                self.bob.close()
         if self.prosody is not None:
             await asyncio.to_thread(self.prosody.stop)
         self._kill_children()

@@ -332,6 +332,38 @@ def test_dtds_and_entities_are_refused(body):
     assert "root:" not in e.value.reason and "lol" not in e.value.reason
 
 
+@pytest.mark.parametrize("body", [
+    BILLION_LAUGHS.decode().encode("utf-16"),  # with a BOM: "<!DOCTYPE" is not visible as ASCII bytes
+    BILLION_LAUGHS.decode().encode("utf-16-le"),
+    b'<?xml version="1.0" encoding="cp500"?>' + PLAIN_DTD.decode().encode("cp500"),
+    b"\xef\xbb\xbf" + PLAIN_DTD,
+])
+def test_dtds_in_other_encodings_are_refused(body):
+    with pytest.raises(HttpError) as e:
+        parse_xml(body)
+    assert e.value.status == 400
+
+
+@pytest.mark.parametrize("body", [
+    b'<?xml version="1.0" encoding="UTF-8"?><r><a>x</a></r>',
+    b"<?xml version='1.0'?>\n<r><a>x</a></r>",
+    b'<?xml version="1.0" encoding="utf-16"?>'.decode().encode("utf-16") + "<r><a>x</a></r>".encode("utf-16-le"),
+    b"  <r><!-- c --><a><![CDATA[x]]></a></r>",
+])
+def test_documents_in_any_declared_form_parse(body):
+    assert parse_xml(body).find("a").text == "x"
+
+
+@pytest.mark.parametrize("depth, ok", [(100, True), (101, False), (5000, False)])
+def test_depth_limit(depth, ok):
+    body = ("<a>" * depth + "</a>" * depth).encode()
+    if ok:
+        assert parse_xml(body).tag == "a"
+    else:
+        with pytest.raises(HttpError, match="nested too deeply"):
+            parse_xml(body)
+
+
 def test_undefined_entity_is_400():
     with pytest.raises(HttpError) as e:
         parse_xml(b"<r>&nope;</r>")
