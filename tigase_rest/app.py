@@ -23,7 +23,7 @@ from . import config as config_mod
 from . import logs
 from .config import Config
 from .http.auth import ApiKeyChecker
-from .http.server import AccessLogger, create_app
+from .http.server import RestServer
 from .loader import RouteTable, load_routes
 from .xmpp import commands
 from .xmpp.component import ComponentLink
@@ -103,9 +103,9 @@ async def serve(config: Config, config_path: Path | None = None,
     # A short, bounded head start: requests right after start-up find the link up instead of a 503.
     if not await runtime.link.wait_connected(STARTUP_LINK_WAIT):
         log.warning("XMPP link not up after %ss; serving HTTP anyway (503 until it connects)", STARTUP_LINK_WAIT)
-    app = create_app(runtime)
-    runner = web.AppRunner(app, access_log_class=AccessLogger, handle_signals=False,
-                           shutdown_timeout=config.xmpp.iq_timeout + 5)
+    rest = RestServer(runtime)
+    runner = web.ServerRunner(web.Server(rest.handle, **rest.server_kwargs()), handle_signals=False,
+                              shutdown_timeout=config.xmpp.iq_timeout + 5)
     await runner.setup()
     site = web.TCPSite(runner, config.http.host, config.http.port)
     try:

@@ -12,7 +12,9 @@ import pytest
 
 from fakes import Api, FakeLink, FakePool, make_config
 from tigase_rest.app import Runtime
-from tigase_rest.http.server import create_app
+from aiohttp.test_utils import RawTestServer
+
+from tigase_rest.http.server import RestServer
 
 
 @pytest.fixture
@@ -21,7 +23,10 @@ def make_api(aiohttp_client):
         runtime = Runtime(make_config(scripts_dir, **sections))
         link, pool = FakeLink(), FakePool()
         runtime.link, runtime.pool = link, pool
-        client = await aiohttp_client(create_app(runtime))
+        rest = RestServer(runtime)
+        server = RawTestServer(rest.handle)
+        await server.start_server(**rest.server_kwargs())  # aiohttp_client would start it without them
+        client = await aiohttp_client(server)
         return Api(client, runtime, link, pool)
 
     return make

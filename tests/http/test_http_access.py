@@ -199,6 +199,20 @@ async def test_chunked_body_over_the_limit_is_413(api):
     assert api.link.sent == []
 
 
+async def test_expect_100_continue_is_answered_and_the_body_read(api):
+    # curl sends "Expect: 100-continue" for bodies over 1 KiB and waits a second without the 100.
+    response = await api.post("/rest/stream/", data=stanza_of_size(4000), headers=admin_headers(), expect100=True)
+    assert response.status == 200
+    assert len(api.link.sent) == 1
+
+
+async def test_unknown_expectation_is_417_and_sends_nothing(api):
+    response = await api.post("/rest/stream/", data=MESSAGE, headers=admin_headers(Expect="teapot"))
+    assert response.status == 417
+    assert "teapot" in xml_error(await response.text())["reason"]
+    assert api.link.sent == []
+
+
 async def test_chunked_body_under_the_limit_is_accepted(api):
     async def chunks():
         yield MESSAGE[:20]

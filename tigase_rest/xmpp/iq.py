@@ -61,7 +61,7 @@ class IqTracker:
         future = loop.create_future()
         self._pending[wire_id] = (future, _norm(to) or _norm(self.own_origin()))
         # A timer on the future itself: cheaper than asyncio.wait_for's extra task per request.
-        expiry = loop.call_later(timeout, _expire, future, errors.timeout(to or "the server", timeout))
+        expiry = loop.call_later(timeout, _expire, future, to, timeout)
         try:
             self.send(iq)
             reply = await future
@@ -95,9 +95,9 @@ class IqTracker:
         return True
 
 
-def _expire(future: asyncio.Future, error: errors.HttpError) -> None:
-    if not future.done():
-        future.set_exception(error)
+def _expire(future: asyncio.Future, to: str, timeout: float) -> None:
+    if not future.done():  # the error is built only here: most requests never need it
+        future.set_exception(errors.timeout(to or "the server", timeout))
 
 
 def _norm(jid: str) -> str:
