@@ -310,8 +310,11 @@ async def test_root_context_path(make_api):
     assert api.link.sent[0].get("to") == "bob@example.com"
 
 
-async def test_index_answers_get_only(api):
+async def test_index_answers_get_and_head_only(api):
     for path in ("/rest/", "/rest"):
         response = await api.post(path, data=MESSAGE, headers=admin_headers())
         assert response.status == 404
-        assert xml_error(await response.text())["reason"] == f"POST is not supported on {path} (supported: GET)"
+        assert xml_error(await response.text())["reason"] == f"POST is not supported on {path} (supported: GET, HEAD)"
+        head = await api.head(path)
+        assert head.status == 200 and head.headers["Content-Type"] == "text/html; charset=utf-8"
+        assert await head.read() == b""

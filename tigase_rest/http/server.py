@@ -59,7 +59,7 @@ class RestServer:
                 return refused
         if len(path) > len(ctx) + 1 and path.startswith(ctx + "/"):
             return await dispatch(self.runtime, request)
-        if request.method == "GET" and path in (ctx or "/", ctx + "/"):
+        if request.method in ("GET", "HEAD") and path in (ctx or "/", ctx + "/"):
             return index(self.runtime, request)
         return outside_context(self.runtime, request)
 
@@ -96,7 +96,7 @@ def index(runtime: "Runtime", request: web.BaseRequest) -> web.Response:
 def outside_context(runtime: "Runtime", request: web.BaseRequest) -> web.Response:
     index_path = runtime.config.http.context_path.rstrip("/") + "/"
     if request.path.rstrip("/") + "/" == index_path:  # the index with another method than GET
-        error = HttpError(404, f"{request.method} is not supported on {request.path} (supported: GET)")
+        error = HttpError(404, f"{request.method} is not supported on {request.path} (supported: GET, HEAD)")
     else:
         error = HttpError(404, f"Not found: the REST API is under {index_path}")
     return error_response(error, negotiated_format(request))
