@@ -198,11 +198,16 @@ def parse_json(body: bytes) -> Any:
     except UnicodeDecodeError as e:
         raise HttpError(400, f"Request body is not valid UTF-8 (byte {e.start})") from None
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_not_json)
     except json.JSONDecodeError as e:
         raise HttpError(400, f"Malformed JSON: {e}") from None
     except RecursionError:
         raise HttpError(400, "Malformed JSON: nested too deeply") from None
+
+
+def _not_json(name: str) -> None:
+    # Python's json reads NaN/Infinity, which JSON (RFC 8259) does not have and no XMPP field can hold.
+    raise HttpError(400, f"Malformed JSON: {name} is not a JSON value")
 
 
 def data_to_json(data: Any) -> str:

@@ -274,7 +274,8 @@ def test_json_keeps_native_types():
     assert parse_json(b'{"a": 1, "b": true, "c": null, "d": [1.5]}') == {"a": 1, "b": True, "c": None, "d": [1.5]}
 
 
-@pytest.mark.parametrize("body", [b"{", b'{"a": }', b"nope", b"", b"\xef\xbb\xbf{}"])
+@pytest.mark.parametrize("body", [b"{", b'{"a": }', b"nope", b"", b"\xef\xbb\xbf{}", b'{"a": NaN}',
+                                  b"[Infinity]", b'{"a": -Infinity}'])
 def test_malformed_json_is_400(body):
     with pytest.raises(HttpError) as e:
         parse_json(body)
