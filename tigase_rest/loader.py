@@ -69,6 +69,9 @@ class RouteTable:
         return sorted({m for r in self.by_folder.get(folder, ()) if r.pattern.fullmatch(rest) for m in r.handler.methods()})
 
 
+_MODULE_ROOT = "tigase_rest_scripts"  # handler modules are named <root>.g<load generation>.<folder>.<script>
+
+
 def load_routes(scripts_dir: Path) -> RouteTable:
     table = RouteTable()
     generation = next(_generation)
@@ -88,9 +91,18 @@ def load_routes(scripts_dir: Path) -> RouteTable:
         if routes:
             routes.sort(key=lambda r: len(r.handler.regex), reverse=True)
             table.by_folder[folder.name] = routes
+    _forget_older_generations(generation)
     count = sum(len(r) for r in table.by_folder.values())
     log.info("Loaded %d handlers from %s (%d scripts skipped)", count, scripts_dir, len(table.errors))
     return table
+
+
+def _forget_older_generations(generation: int) -> None:
+    """Drop the modules of earlier loads from sys.modules, so reloads do not pile them up. Handlers
+    still serving a request keep their own module alive through their functions' globals."""
+    current = f"{_MODULE_ROOT}.g{generation}."
+    for name in [n for n in sys.modules if n.startswith(_MODULE_ROOT + ".g") and not n.startswith(current)]:
+        del sys.modules[name]
 
 
 class _FreshSourceLoader(importlib.machinery.SourceFileLoader):
@@ -103,7 +115,7 @@ class _FreshSourceLoader(importlib.machinery.SourceFileLoader):
 
 
 def _load_script(folder: str, script: Path, generation: int) -> list[Route]:
-    name = f"tigase_rest_scripts.g{generation}.{folder}.{script.stem}"
+    name = f"{_MODULE_ROOT}.g{generation}.{folder}.{script.stem}"
     spec = importlib.util.spec_from_file_location(name, script, loader=_FreshSourceLoader(name, str(script)))
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses and pickling look modules up by name

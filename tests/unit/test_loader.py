@@ -186,6 +186,18 @@ def test_reload_gives_fresh_modules_and_sees_an_edit_of_the_same_size(scripts, m
     assert type(first.by_folder["a"][0].handler).__module__ != type(second.by_folder["a"][0].handler).__module__
 
 
+def test_a_reload_drops_the_previous_modules_and_old_handlers_still_work(scripts):
+    scripts("a/h.py", handler("H", "/x", answer="one"))
+    first = load_routes(scripts.root)
+    old_module = type(first.by_folder["a"][0].handler).__module__
+    assert old_module in sys.modules
+    for _ in range(3):
+        latest = load_routes(scripts.root)
+    loaded = [n for n in sys.modules if n.startswith("tigase_rest_scripts.")]
+    assert loaded == [type(latest.by_folder["a"][0].handler).__module__]
+    assert answer(first, "/a/x") == "one"  # a request still holding the old handler finishes
+
+
 def test_a_script_fixed_on_reload_loads(scripts):
     path = scripts("a/h.py", "this is not python\n")
     assert load_routes(scripts.root).errors
