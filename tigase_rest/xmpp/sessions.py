@@ -16,20 +16,16 @@ import hashlib
 import hmac
 import logging
 import os
-import secrets
 import ssl
 import time
 from dataclasses import dataclass
 from xml.etree.ElementTree import Element, SubElement
 
-from slixmpp import ClientXMPP
 from slixmpp.jid import JID
 
 from .. import errors
 from ..config import Config
-from . import scram  # noqa: F401 - registers the fast SCRAM for every login
-from .iq import IqTracker
-from .stanzas import CLIENT_NS
+from .c2s import AuthFailed, ClientStream, SessionClosed
 
 log = logging.getLogger(__name__)
 
@@ -38,120 +34,32 @@ COMMANDS_NODE = "http://jabber.org/protocol/commands"
 DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
 
 
-class AuthFailed(Exception):
-    """The server refused the credentials."""
-
-
-class SessionClosed(errors.HttpError):
-    """The caller's session is gone; ``sent`` tells whether the IQ had left before it went."""
-
-    def __init__(self, jid: JID, sent: bool):
-        super().__init__(503, f"The XMPP session of {jid} was closed by the server",
-                         condition="service-unavailable", headers={"Retry-After": "1"})
-        self.sent = sent
-
-
 @dataclass(frozen=True)
 class Caller:
     jid: str  # bare JID, normalised
     is_admin: bool
 
 
-class CallerSession:
+class CallerSession(ClientStream):
     """One logged-in c2s session of one caller."""
 
+    __slots__ = ("config", "ssl_context", "last_used")
+
     def __init__(self, config: Config, jid: JID, ssl_context: ssl.SSLContext):
+        super().__init__(jid)
         self.config = config
-        self.jid = jid
         self.ssl_context = ssl_context
         self.last_used = time.monotonic()
-        self.xmpp: ClientXMPP | None = None
-        self.iqs: IqTracker | None = None
-        self._alive = False
-
-    @property
-    def alive(self) -> bool:
-        return self._alive
 
     async def login(self, password: str, timeout: float) -> None:
         x = self.config.xmpp
-        resource = "tigase-rest-" + secrets.token_hex(4)
-        xmpp = ClientXMPP(f"{self.jid}/{resource}", password, ssl_context=self.ssl_context)
-        self.xmpp = xmpp
-        mode = x.c2s_tls
-        xmpp.enable_direct_tls = mode == "direct"
-        xmpp.enable_starttls = mode == "starttls"
-        xmpp.enable_plaintext = mode in ("starttls", "none")
-        if mode == "none":  # explicit opt-out, meant for loopback
-            xmpp.plugin["feature_mechanisms"].unencrypted_plain = True
-            xmpp.plugin["feature_mechanisms"].unencrypted_scram = True
-        self.iqs = iqs = IqTracker(xmpp.send_raw, CLIENT_NS, lambda: str(self.jid))
-        xmpp.add_filter("in", lambda stanza: None if iqs.take(stanza.xml) else stanza)
-        outcome: asyncio.Future = asyncio.get_running_loop().create_future()
-
-        def settle(result) -> None:
-            if not outcome.done():
-                if isinstance(result, BaseException):
-                    outcome.set_exception(result)
-                else:
-                    outcome.set_result(result)
-
-        def on_down(reason) -> None:
-            was_alive, self._alive = self._alive, False
-            if was_alive:
-                log.info("Session of %s closed: %s", self.jid, reason or "connection closed")
-            self.iqs.fail_all(SessionClosed(self.jid, sent=True))
-            if isinstance(reason, ssl.SSLError):  # STARTTLS failed, e.g. the certificate did not verify
-                settle(_tls_failure(reason))
-            else:
-                settle(errors.HttpError(503, f"Cannot log in {self.jid}: the XMPP server closed the connection",
-                                        condition="service-unavailable", headers={"Retry-After": "5"}))
-
-        def on_failed_auth(_stanza) -> None:
-            # slixmpp would go on with the next mechanism: one refusal is the answer, and a second
-            # attempt would double the failures the server counts against this account.
-            settle(AuthFailed())
-            xmpp.abort()
-
-        def on_connection_failed(error) -> None:
-            if isinstance(error, ssl.SSLError):  # a configuration problem, not an outage
-                settle(_tls_failure(error))
-            else:
-                settle(errors.HttpError(503, f"Cannot reach the XMPP server's c2s port: {error}",
-                                        condition="service-unavailable", headers={"Retry-After": "5"}))
-
-        xmpp.add_event_handler("session_start", lambda _: settle(True))
-        xmpp.add_event_handler("failed_auth", on_failed_auth)
-        xmpp.add_event_handler("no_auth", lambda _: settle(errors.HttpError(
-            502, "The XMPP server offers no login method we may use (is TLS required?)")))
-        xmpp.add_event_handler("connection_failed", on_connection_failed)
-        xmpp.add_event_handler("disconnected", on_down)
-        xmpp.connect(self.config.c2s_host, x.c2s_port)
-        try:
-            await asyncio.wait_for(outcome, timeout)
-        except asyncio.TimeoutError:
-            self.close()
-            raise errors.timeout("the XMPP server (login)", timeout) from None
-        except BaseException:
-            self.close()
-            raise
-        finally:
-            # The password is needed only for SASL: do not keep it around.
-            xmpp.password = ""
-        self._alive = True
+        await self.connect_and_login(password, self.config.c2s_host, x.c2s_port, x.c2s_tls, self.ssl_context, timeout)
 
     async def request(self, iq: Element, timeout: float | None = None) -> Element:
         if not self._alive:
             raise SessionClosed(self.jid, sent=False)
         self.last_used = time.monotonic()
         return await self.iqs.request(iq, timeout or self.config.xmpp.iq_timeout)
-
-    def close(self) -> None:
-        self._alive = False
-        if self.xmpp is not None:
-            self.xmpp.cancel_connection_attempt()
-            if self.xmpp.transport:
-                self.xmpp.disconnect(wait=0.5)
 
 
 class FailureLimiter:
@@ -213,8 +121,7 @@ class CallerPool:
         self._verifications: dict[str, asyncio.Future] = {}
         self._attempts: collections.Counter[str] = collections.Counter()  # verifications in flight per JID
         self._process_key = os.urandom(32)
-        # One TLS context for all sessions: slixmpp would load the CA store for each client
-        # (73 ms and ~850 KiB per session).
+        # One TLS context for all sessions: loading the CA store costs 73 ms and ~850 KiB.
         self._ssl_context = ssl.create_default_context(cafile=config.xmpp.c2s_ca_file or None)
         self._sweeper: asyncio.Task | None = None
         self.logins = 0  # real SASL logins done, for tests and benchmarks
@@ -365,14 +272,11 @@ class CallerPool:
                 if not session.alive or now - session.last_used > idle:
                     self._sessions.pop(bare, None)
                     session.close()
+                else:
+                    session.keepalive()
             for bare, verified in list(self._verified.items()):
                 if verified.expires <= now:
                     del self._verified[bare]
-
-
-def _tls_failure(error: ssl.SSLError) -> errors.HttpError:
-    return errors.HttpError(502, f"TLS with the XMPP server's c2s port failed ({error}); "
-                                 f"check xmpp.c2s_tls and xmpp.c2s_ca_file")
 
 
 def _digest(salt: bytes, password: str) -> bytes:

@@ -1,0 +1,519 @@
+"""A minimal c2s client stream (RFC 6120): log in as a user, then carry that user's IQs.
+
+One per caller session, so it is built for memory: an asyncio Protocol with __slots__, no timers,
+tasks or queues once logged in (a slixmpp ClientXMPP cost ~60 KB per session). The XML parser is
+the biggest part: a C XMLPullParser holds 16 KB after a login, and it grows with what it has
+parsed (expat's input buffer, the names it has seen, and the TreeBuilder keeps the elements of the
+last stanza). So an idle session lets go of it: ``keepalive()``, which the pool calls for every
+session it keeps, drops the parser when the stream is between stanzas, and the next data gets a
+new one, primed with the stream header's namespace declarations (~40 µs, once per idle period).
+
+TLS is an ``ssl.SSLObject`` over memory BIOs in this protocol, not ``loop.start_tls``: asyncio's
+SSL transport allocates a 256 KiB read buffer per connection, four times the whole budget of a
+session.
+
+Only what a caller session needs: STARTTLS or direct TLS, SASL (SCRAM-SHA-256, SCRAM-SHA-1,
+PLAIN), resource binding and the legacy session IQ. No presence is sent and no roster requested.
+IQ requests to the server are answered with service-unavailable (servers ping clients);
+messages and presences are ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import re
+import secrets
+import ssl
+from xml.etree.ElementTree import Element, ParseError, SubElement, XMLPullParser
+from xml.sax.saxutils import quoteattr
+
+from slixmpp.jid import JID
+
+from .. import errors
+from ..coding import local_name
+from . import scram
+from .iq import IqTracker
+from .stanzas import CLIENT_NS, STANZAS_NS, error_of, serialize
+
+log = logging.getLogger(__name__)
+
+STREAMS_NS = "http://etherx.jabber.org/streams"
+TLS_NS = "urn:ietf:params:xml:ns:xmpp-tls"
+SASL_NS = "urn:ietf:params:xml:ns:xmpp-sasl"
+BIND_NS = "urn:ietf:params:xml:ns:xmpp-bind"
+SESSION_NS = "urn:ietf:params:xml:ns:xmpp-session"
+
+STREAM = f"{{{STREAMS_NS}}}stream"
+FEATURES = f"{{{STREAMS_NS}}}features"
+STREAM_ERROR = f"{{{STREAMS_NS}}}error"
+IQ = f"{{{CLIENT_NS}}}iq"
+
+# What one incoming stanza may make us buffer: past it the server is misbehaving and the session
+# is closed, so it cannot grow our memory without limit.
+MAX_STANZA_BYTES = 16 * 1024 * 1024
+# Below this many SCRAM iterations the derivation (~0.25 µs each) runs inline: cheaper than a
+# thread hop. Above it, a thread keeps the event loop free.
+INLINE_ITERATIONS = 20_000
+_READ_CHUNK = 16 * 1024 + 1  # more than a TLS record's plaintext
+# What goes into a memory BIO at a time: a BIO keeps the largest size it ever grew to, and a
+# 256 KiB read from the socket (or a big request) would stay allocated for the session's life.
+_TLS_SLICE = 4096
+
+
+class AuthFailed(Exception):
+    """The server refused the credentials."""
+
+
+class SessionClosed(errors.HttpError):
+    """The caller's session is gone; ``sent`` tells whether the IQ had left before it went."""
+
+    def __init__(self, jid: JID, sent: bool):
+        super().__init__(503, f"The XMPP session of {jid} was closed by the server",
+                         condition="service-unavailable", headers={"Retry-After": "1"})
+        self.sent = sent
+
+
+def tls_failure(error: ssl.SSLError) -> errors.HttpError:
+    return errors.HttpError(502, f"TLS with the XMPP server's c2s port failed ({error}); "
+                                 f"check xmpp.c2s_tls and xmpp.c2s_ca_file")
+
+
+def _bad_server(reason: str) -> errors.HttpError:
+    return errors.HttpError(502, f"The XMPP server's c2s login went wrong: {reason}")
+
+
+class ClientStream(asyncio.Protocol):
+    """One c2s connection logged in as ``jid`` (a bare JID). ``iqs`` carries its IQ round trips."""
+
+    __slots__ = ("jid", "bound", "iqs", "_alive", "_transport", "_parser", "_header", "_root", "_depth", "_since",
+                 "_idle", "_tls", "_tls_in", "_tls_out", "_handshaking", "_inbox", "_waiter")
+
+    def __init__(self, jid: JID):
+        self.jid = jid
+        self.bound = ""  # the full JID the server bound
+        self.iqs = IqTracker(self._write, CLIENT_NS, self._own_jid)
+        self._alive = False
+        self._transport: asyncio.Transport | None = None
+        self._parser: XMLPullParser | None = None
+        self._header = b""  # the stream's opening tag with the server's namespace declarations, for a new parser
+        self._root: Element | None = None  # <stream:stream> in the current parser
+        self._depth = 0
+        self._since = 0  # bytes received since the last complete top-level element
+        self._idle = False  # the parser holds no part of a stanza: it may be dropped
+        self._tls: ssl.SSLObject | None = None
+        self._tls_in: ssl.MemoryBIO | None = None
+        self._tls_out: ssl.MemoryBIO | None = None
+        self._handshaking = False
+        # During login only: what arrived for the login steps, and the step waiting for it.
+        self._inbox: list | None = None
+        self._waiter: asyncio.Future | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self._alive
+
+    def _own_jid(self) -> str:
+        return self.jid.bare
+
+    # --- login --------------------------------------------------------------------------------
+
+    async def connect_and_login(self, password: str, host: str, port: int, tls: str,
+                                ssl_context: ssl.SSLContext, timeout: float) -> None:
+        """Connect, secure the stream as ``tls`` ("starttls", "direct" or "none") says, log in and
+        bind. Raises AuthFailed when the credentials are refused, HttpError otherwise."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._login(password, host, port, tls, ssl_context)
+        except TimeoutError:
+            self.close()
+            raise errors.timeout("the XMPP server (login)", timeout) from None
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            self._inbox = self._waiter = None
+        self._alive = True
+
+    async def _login(self, password: str, host: str, port: int, tls: str, ssl_context: ssl.SSLContext) -> None:
+        try:
+            username, secret = scram.saslprep(self.jid.user), scram.saslprep(password)
+        except ValueError:  # no server can hold such a password (it applies SASLprep too)
+            raise AuthFailed() from None
+        del password
+        domain = self.jid.domain
+        self._inbox = []
+        try:
+            await asyncio.get_running_loop().create_connection(lambda: self, host, port)
+        except OSError as e:
+            raise errors.HttpError(503, f"Cannot reach the XMPP server's c2s port: {e}",
+                                   condition="service-unavailable", headers={"Retry-After": "5"}) from None
+        if tls == "direct":
+            await self._start_tls(ssl_context, domain)
+        features = await self._open_stream(domain)
+        if tls == "starttls":
+            if features.find(f"{{{TLS_NS}}}starttls") is None:
+                raise errors.HttpError(502, "The XMPP server does not offer STARTTLS on its c2s port, and "
+                                            "xmpp.c2s_tls = \"starttls\" requires it")
+            self._write(f"<starttls xmlns='{TLS_NS}'/>")
+            answer = await self._next()
+            if answer.tag != f"{{{TLS_NS}}}proceed":
+                raise errors.HttpError(502, "The XMPP server refused STARTTLS")
+            await self._start_tls(ssl_context, domain)
+            features = await self._open_stream(domain)
+        await self._authenticate(features, username, secret, plain_allowed=self._tls is not None or tls == "none")
+        del secret
+        features = await self._open_stream(domain)
+        await self._bind(features)
+        for item in self._inbox:  # the stream may have ended right after the bind answer
+            if isinstance(item, BaseException):
+                raise item
+        self._drop_parser()
+
+    async def _authenticate(self, features: Element, username: bytes, secret: bytes, plain_allowed: bool) -> None:
+        offered = {(m.text or "").strip() for m in features.iter(f"{{{SASL_NS}}}mechanism")}
+        mechanism = next((m for m in scram.MECHANISMS if m in offered), None)
+        if mechanism is None and plain_allowed and "PLAIN" in offered:
+            mechanism = "PLAIN"
+        if mechanism is None:
+            raise errors.HttpError(502, "The XMPP server offers no login method we may use (is TLS required?)")
+        # Exactly one attempt: a <failure/> is the answer, and trying the next mechanism would
+        # double the failures the server counts against this account.
+        if mechanism == "PLAIN":
+            self._send_sasl("auth", b"\0" + username + b"\0" + secret, mechanism)
+            await self._sasl_outcome()
+            return
+        exchange = scram.Scram(mechanism, username)
+        self._send_sasl("auth", exchange.client_first(), mechanism)
+        try:
+            salt, iterations = exchange.read_server_first(await self._sasl_challenge())
+        except scram.ScramError as e:
+            raise _bad_server(f"SCRAM: {e}") from None
+        if iterations <= INLINE_ITERATIONS:
+            salted = scram.salted_password(exchange.hash_name, secret, salt, iterations)
+        else:
+            salted = await asyncio.to_thread(scram.salted_password, exchange.hash_name, secret, salt, iterations)
+        self._send_sasl("response", exchange.client_final(salted))
+        final = await self._sasl_outcome()
+        if not exchange.verify(final):
+            raise errors.HttpError(502, "The XMPP server's SCRAM signature did not verify: it may not be the "
+                                        "server holding this account (server signature did not verify)")
+
+    def _send_sasl(self, name: str, data: bytes, mechanism: str = "") -> None:
+        payload = base64.b64encode(data).decode("ascii") or "="
+        attr = f" mechanism='{mechanism}'" if mechanism else ""
+        self._write(f"<{name} xmlns='{SASL_NS}'{attr}>{payload}</{name}>", secret=True)
+
+    async def _sasl_challenge(self) -> bytes:
+        element = await self._next()
+        if element.tag == f"{{{SASL_NS}}}failure":
+            raise AuthFailed()
+        if element.tag != f"{{{SASL_NS}}}challenge":
+            raise _bad_server(f"<{local_name(element.tag)}/> where a SASL challenge was due")
+        return _sasl_data(element)
+
+    async def _sasl_outcome(self) -> bytes:
+        """The server's final SASL data: from <success/>, or from a last challenge before it."""
+        final = b""
+        while True:
+            element = await self._next()
+            if element.tag == f"{{{SASL_NS}}}success":
+                return _sasl_data(element) or final
+            if element.tag == f"{{{SASL_NS}}}failure":
+                raise AuthFailed()
+            if element.tag != f"{{{SASL_NS}}}challenge" or final:
+                raise _bad_server(f"unexpected <{local_name(element.tag)}/> at the end of SASL")
+            final = _sasl_data(element)
+            self._send_sasl("response", b"")
+
+    async def _bind(self, features: Element) -> None:
+        if features.find(f"{{{BIND_NS}}}bind") is None:
+            raise _bad_server("no resource binding offered")
+        resource = "tigase-rest-" + secrets.token_hex(4)
+        self._write(f"<iq type='set' id='bind-1'><bind xmlns='{BIND_NS}'><resource>{resource}</resource></bind></iq>")
+        reply = await self._reply("bind-1", "resource binding")
+        jid = reply.find(f"{{{BIND_NS}}}bind/{{{BIND_NS}}}jid")
+        if jid is None or not (jid.text or "").strip():
+            raise _bad_server("the resource binding answer names no JID")
+        self.bound = jid.text.strip()
+        session = features.find(f"{{{SESSION_NS}}}session")
+        # RFC 3921's session IQ: only servers that still require it get it (RFC 6121 dropped it).
+        if session is not None and session.find(f"{{{SESSION_NS}}}optional") is None:
+            self._write(f"<iq type='set' id='session-1'><session xmlns='{SESSION_NS}'/></iq>")
+            await self._reply("session-1", "session establishment")
+
+    async def _reply(self, stanza_id: str, what: str) -> Element:
+        while True:
+            element = await self._next()
+            if element.tag != IQ or element.get("id") != stanza_id:
+                continue  # nothing else is ours during login
+            if element.get("type") == "result":
+                return element
+            condition, text = error_of(element)
+            raise _bad_server(f"{what} refused ({condition or 'no condition'}{': ' + text if text else ''})")
+
+    async def _open_stream(self, domain: str) -> Element:
+        """A new stream (the first, or the restart after TLS and SASL); its features."""
+        # "start-ns" for the header's declarations; parsers made after it need no such events.
+        self._parser = XMLPullParser(("start", "end", "start-ns"))
+        self._header, self._root, self._depth, self._since, self._idle = b"", None, 0, 0, False
+        self._write(f"<?xml version='1.0'?><stream:stream xmlns='{CLIENT_NS}' xmlns:stream='{STREAMS_NS}' "
+                    f"to={quoteattr(domain)} version='1.0'>")
+        features = await self._next()
+        if features.tag != FEATURES:
+            raise _bad_server(f"<{local_name(features.tag)}/> where the stream features were due")
+        return features
+
+    async def _next(self):
+        """The next top-level element (or the end of a TLS handshake) during login."""
+        inbox = self._inbox
+        while not inbox:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        item = inbox.pop(0)
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def _deliver(self, item) -> None:
+        if self._inbox is None:
+            return
+        self._inbox.append(item)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def _start_tls(self, context: ssl.SSLContext, domain: str) -> None:
+        self._tls_in, self._tls_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self._tls = context.wrap_bio(self._tls_in, self._tls_out, server_hostname=domain)
+        self._handshaking = True
+        self._handshake()
+        await self._next()
+
+    def _handshake(self) -> None:
+        try:
+            self._tls.do_handshake()
+        except ssl.SSLWantReadError:
+            self._flush_tls()
+            return
+        except ssl.SSLError as e:
+            self._flush_tls()  # the alert tells the server why
+            self._down(e)
+            return
+        self._handshaking = False
+        self._flush_tls()
+        self._deliver(True)
+
+    # --- the connection -----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self._tls is None:
+            self._feed(data)
+            return
+        chunks = []
+        view = memoryview(data)
+        for start in range(0, len(view), _TLS_SLICE):
+            tls = self._tls
+            if tls is None:
+                return  # the session ended on the way
+            self._tls_in.write(view[start:start + _TLS_SLICE])
+            if self._handshaking:
+                self._handshake()
+                if self._handshaking:
+                    continue
+            try:
+                while chunk := tls.read(_READ_CHUNK):
+                    chunks.append(chunk)
+            except ssl.SSLWantReadError:
+                pass
+            except ssl.SSLZeroReturnError:
+                self._down("the XMPP server ended TLS")
+                return
+            except ssl.SSLError as e:
+                self._down(e)
+                return
+        self._flush_tls()  # TLS 1.3 may answer post-handshake messages
+        if chunks:
+            self._feed(b"".join(chunks))
+
+    def eof_received(self) -> bool:
+        return False  # closes the transport: connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        self._down(exc or "the XMPP server closed the connection")
+
+    def _feed(self, data: bytes) -> None:
+        parser = self._parser
+        try:
+            if parser is None:
+                if not self._header or data.isspace():
+                    return  # no stream is open, or a whitespace ping between stanzas
+                parser = self._parser = XMLPullParser(("start", "end"))
+                parser.feed(self._header)
+            self._since += len(data)
+            parser.feed(data)
+        except ParseError as e:
+            self._down(f"the XMPP server sent XML that is not well-formed ({e})", logging.WARNING)
+            return
+        declared = []
+        for event, element in parser.read_events():
+            if event == "start":
+                if self._depth == 0:
+                    if element.tag != STREAM:
+                        self._down(f"the XMPP server sent <{local_name(element.tag)}> instead of a stream header",
+                                   logging.WARNING)
+                        return
+                    self._root = element
+                    if not self._header:
+                        self._header = _opening_tag(declared)
+                self._depth += 1
+            elif event == "end":
+                self._depth -= 1
+                if self._depth == 1:
+                    self._root.remove(element)
+                    self._since = 0
+                    self._top(element)
+                    if self._parser is not parser:
+                        return  # the stream ended or restarted: the rest belongs to no stream we read
+                elif self._depth == 0:
+                    self._down("the XMPP server closed the stream")
+                    return
+            elif self._depth == 0:  # start-ns of the stream header
+                declared.append(element)
+        if self._depth != 1:
+            self._idle = False
+        elif not data.isspace():  # whitespace leaves the last tag as whole as it was
+            self._idle = _ends_with_a_whole_tag(data)
+        if self._since > MAX_STANZA_BYTES:
+            self._down(f"the XMPP server sent a stanza of over {MAX_STANZA_BYTES} bytes", logging.ERROR)
+
+    def _top(self, element: Element) -> None:
+        if log.isEnabledFor(logging.DEBUG) and not element.tag.startswith(f"{{{SASL_NS}}}"):
+            log.debug("C2S %s RECV: %s", self.jid, serialize(element, CLIENT_NS))
+        if element.tag == STREAM_ERROR:
+            condition = next((local_name(child.tag) for child in element
+                              if local_name(child.tag) != "text"), "undefined-condition")
+            self._down(f"the XMPP server sent the stream error {condition}")
+        elif self.iqs.take(element):
+            return
+        elif element.tag == IQ and element.get("type") in ("get", "set"):
+            self._refuse(element)
+        else:
+            self._deliver(element)  # during login; dropped afterwards
+
+    def _refuse(self, request: Element) -> None:
+        answer = Element(IQ, {"type": "error", "id": request.get("id", "")})
+        if request.get("from"):
+            answer.set("to", request.get("from"))
+        error = SubElement(answer, f"{{{CLIENT_NS}}}error", {"type": "cancel"})
+        SubElement(error, f"{{{STANZAS_NS}}}service-unavailable")
+        self._write(serialize(answer, CLIENT_NS))
+
+    def _write(self, text: str, secret: bool = False) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("C2S %s SEND: %s", self.jid, "(SASL)" if secret else text)
+        data = text.encode("utf-8")
+        if self._tls is None:
+            transport.write(data)
+            return
+        for start in range(0, len(data), _TLS_SLICE):
+            try:
+                self._tls.write(data[start:start + _TLS_SLICE])
+            except ssl.SSLError as e:
+                self._down(e)
+                return
+            self._flush_tls()
+
+    def _flush_tls(self) -> None:
+        out = self._tls_out.read() if self._tls_out is not None else b""
+        if out and self._transport is not None:
+            self._transport.write(out)
+
+    def _down(self, reason, level: int = logging.INFO) -> None:
+        """The session ends, for ``reason`` (text or exception): pending IQs fail, a login in
+        progress gets its answer, the connection closes and its buffers are let go."""
+        if self._alive:
+            self._alive = False
+            log.log(level, "Session of %s closed: %s", self.jid, reason)
+        self.iqs.fail_all(SessionClosed(self.jid, sent=True))
+        if self._inbox is not None:
+            if isinstance(reason, ssl.SSLError):  # e.g. the certificate did not verify
+                self._deliver(tls_failure(reason))
+            else:
+                self._deliver(errors.HttpError(503, f"Cannot log in {self.jid}: {reason}",
+                                               condition="service-unavailable", headers={"Retry-After": "5"}))
+        self._close_transport()
+
+    # --- after login --------------------------------------------------------------------------
+
+    def keepalive(self) -> None:
+        """One space on the stream, so idle NATs and servers keep the connection; and the parser
+        goes when it holds no part of a stanza (see the module's docstring)."""
+        if self._alive:
+            self._write(" ")
+            self._drop_parser()
+
+    def _drop_parser(self) -> None:
+        if self._idle and self._parser is not None:
+            self._parser = self._root = None
+            self._depth = 0
+            self._idle = False
+
+    def close(self) -> None:
+        """End the stream and the connection; never waits."""
+        self._alive = False
+        self._close_transport()
+
+    def _close_transport(self) -> None:
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            if (self._parser is not None or self._header) and not self._handshaking:
+                self._write("</stream:stream>")
+            transport.close()
+        self._parser = self._root = None
+        self._header = b""
+        self._idle = False
+        self._tls = self._tls_in = self._tls_out = None
+        self._handshaking = False
+
+
+def _opening_tag(declared: list[tuple[str, str]]) -> bytes:
+    """A stream header with the server's namespace declarations: what a new parser is fed first, so
+    the stanzas it then reads mean what they meant on the stream."""
+    prefix = next((p for p, uri in declared if uri == STREAMS_NS), "")
+    tag = f"{prefix}:stream" if prefix else "stream"
+    names = "".join(f" xmlns{':' + p if p else ''}={quoteattr(uri)}" for p, uri in declared)
+    return f"<{tag}{names}>".encode("utf-8")
+
+
+# A tag, quoted attribute values and all (">" may stand unescaped inside them), then only whitespace.
+_WHOLE_LAST_TAG = re.compile(rb"""<(?:[^<>'"]|'[^']*'|"[^"]*")*>\s*\Z""")
+
+
+def _ends_with_a_whole_tag(data: bytes) -> bool:
+    """Whether the parser, at depth 1 after ``data``, holds nothing of the next stanza. "<" cannot
+    occur in text or attribute values, so the last one starts the last tag; when it is cut (or not
+    in ``data`` at all) the answer is no, and the parser stays until a later chunk ends cleanly."""
+    last = data.rfind(b"<")
+    return last >= 0 and _WHOLE_LAST_TAG.match(data, last) is not None
+
+
+def _sasl_data(element: Element) -> bytes:
+    text = (element.text or "").strip()
+    if text in ("", "="):
+        return b""
+    try:
+        return base64.b64decode(text, validate=True)
+    except binascii.Error:
+        raise _bad_server("SASL data is not base64") from None
