@@ -97,12 +97,17 @@ ADMIN_AUTH = basic("admin", USERS["admin"])
 
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a live process, seconds (0 when it is gone)."""
+    return sum(cpu_split(pid))
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(utime, stime) of a live process, seconds ((0, 0) when it is gone)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
     except (OSError, IndexError, ValueError):
-        return 0.0
+        return 0.0, 0.0
 
 
 def memory_kb(pid: int) -> dict[str, int]:
@@ -441,10 +446,12 @@ class Bench:
         if component and self.component is not None:
             pids["component"] = self.component.pid
         before = {k: cpu_seconds(p) for k, p in pids.items()}
+        split0 = cpu_split(pids["component"]) if "component" in pids else (0.0, 0.0)
         load0, self0, all0, t0 = children_cpu(), self_cpu(), machine_cpu(), time.monotonic()
         result = await coro
         wall = time.monotonic() - t0
         used = {k: cpu_seconds(p) - before[k] for k, p in pids.items()}
+        split = [b - a for a, b in zip(split0, cpu_split(pids["component"]))] if "component" in pids else None
         used["load generator"] = children_cpu() - load0
         used["bench+bob"] = self_cpu() - self0
         # Whatever else ran on the machine meanwhile (other jobs compete for the same 2 cores).
@@ -454,6 +461,9 @@ class Bench:
         if result.get("ok"):
             result["cpu_us_per_req"] = {k: round(1e6 * used[k] / result["ok"]) for k in ("component", "prosody")
                                         if k in used}
+            if split:  # the kernel's share (system time: socket calls, epoll) against Python's (user time)
+                result["cpu_us_per_req"]["component user/sys"] = "/".join(
+                    str(round(1e6 * t / result["ok"])) for t in split)
         if result["cpu_pct"]["others"] > 25:
             print(f"  warning: other processes used {result['cpu_pct']['others']}% of a core during this "
                   f"scenario: its numbers are lower than on a quiet machine", flush=True)
