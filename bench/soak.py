@@ -217,6 +217,9 @@ async def run(component: Component, prosody: ProsodyServer) -> bool:
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONCURRENCY), timeout=timeout) as http, \
             aiohttp.ClientSession(timeout=timeout) as monitor:
+        # All CONCURRENCY connections at once, before the first sample: otherwise the client's pool
+        # opens them one by one as bursts need them, and the component's fd count grows with it.
+        await asyncio.gather(*(one(http) for _ in range(CONCURRENCY)))
         started = time.monotonic()
         until = started + SECONDS
         workers = [asyncio.create_task(worker(http)) for _ in range(CONCURRENCY)]
