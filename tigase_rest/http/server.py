@@ -95,7 +95,7 @@ def index(runtime: "Runtime", request: web.BaseRequest) -> web.Response:
 
 def outside_context(runtime: "Runtime", request: web.BaseRequest) -> web.Response:
     index_path = runtime.config.http.context_path.rstrip("/") + "/"
-    if request.path.rstrip("/") + "/" == index_path:  # the index with another method than GET
+    if request.path.rstrip("/") + "/" == index_path:  # the index with another method than GET or HEAD
         error = HttpError(404, f"{request.method} is not supported on {request.path} (supported: GET, HEAD)")
     else:
         error = HttpError(404, f"Not found: the REST API is under {index_path}")
