@@ -84,7 +84,7 @@ class Runtime:
                     log.warning("Reload: [xmpp] and [http] changes need a restart; applying [auth] only")
                 self.config = dataclasses.replace(self.config, auth=fresh.auth)
                 self.api_keys = ApiKeyChecker(fresh.auth)
-                self.pool.config = self.config
+                self.pool.apply(self.config)
                 if self.redactor is not None:
                     self.redactor.secrets = logs.RedactingFilter(secrets_of(self.config)).secrets
         self.routes = load_routes(self.config.scripts_path)

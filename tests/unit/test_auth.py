@@ -250,6 +250,35 @@ def test_limiter_memory_per_key_is_bounded(clock):
     assert len(limiter._failures["k"]) == 3
 
 
+def test_limiter_reconfigured_by_a_reload_keeps_the_failures_counted(clock):
+    limiter = FailureLimiter(max_failures=3, window=60)
+    limiter.record("k")
+    limiter.record("k")
+    assert limiter.retry_after("k") == 0
+    limiter.reconfigure(max_failures=2, window=10)
+    assert limiter.retry_after("k") == pytest.approx(10)  # now at the lower limit, with the new window
+    limiter.reconfigure(max_failures=5, window=10)
+    for _ in range(2):
+        limiter.record("k")
+    assert limiter.retry_after("k") == 0  # 4 of 5
+    limiter.record("k")
+    assert limiter.retry_after("k") > 0
+
+
+def test_pool_apply_changes_the_login_limits():
+    from dataclasses import replace
+
+    from tigase_rest.config import from_dict
+
+    config = from_dict({"xmpp": {"secret": "s", "component_jid": "http.example.com", "domain": "example.com"},
+                        "auth": {"max_failures": 5, "failure_window": 60}}, {})
+    pool = sessions.CallerPool(config)
+    pool.apply(replace(config, auth=replace(config.auth, max_failures=2, failure_window=30)))
+    assert pool.config.auth.max_failures == 2
+    for limiter in (pool.jid_failures, pool.addr_failures):
+        assert (limiter.max_failures, limiter.window) == (2, 30)
+
+
 @pytest.mark.parametrize("mechanism, nonce, server_first, client_final, server_final", [
     # RFC 5802 section 5
     ("SCRAM-SHA-1", "fyko+d2lbbFgONRv9qkxdawL",

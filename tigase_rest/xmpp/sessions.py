@@ -71,6 +71,11 @@ class FailureLimiter:
         self.max_keys = max_keys
         self._failures: dict[str, collections.deque] = {}
 
+    def reconfigure(self, max_failures: int, window: float) -> None:
+        """New limits (a reload); the failures already counted stay, the newest ones first."""
+        self.max_failures, self.window = max_failures, window
+        self._failures = {k: collections.deque(v, maxlen=max_failures) for k, v in self._failures.items()}
+
     def retry_after(self, key: str) -> float:
         """Seconds until ``key`` may try again; 0 when it may try now."""
         failures = self._failures.get(key)
@@ -125,6 +130,12 @@ class CallerPool:
         self._ssl_context = ssl.create_default_context(cafile=config.xmpp.c2s_ca_file or None)
         self._sweeper: asyncio.Task | None = None
         self.logins = 0  # real SASL logins done, for tests and benchmarks
+
+    def apply(self, config: Config) -> None:
+        """A reloaded configuration: [auth] takes effect for the next request (limits included)."""
+        self.config = config
+        for limiter in (self.jid_failures, self.addr_failures):
+            limiter.reconfigure(config.auth.max_failures, config.auth.failure_window)
 
     def start(self) -> None:
         self._sweeper = asyncio.create_task(self._sweep(), name="caller-session-sweeper")
