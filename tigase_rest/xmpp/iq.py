@@ -45,9 +45,11 @@ class IqTracker:
         return len(self._pending)
 
     def send(self, stanza: Element) -> None:
-        _check_xml_chars(stanza)
         renamespace(stanza, self.namespace)
-        self.write(serialize(stanza, self.namespace))
+        text = serialize(stanza, self.namespace)
+        if NOT_XML_CHAR.search(text):  # one scan of the output; the walk below only names the place
+            _refuse_xml_chars(stanza)
+        self.write(text)
 
     async def request(self, iq: Element, timeout: float) -> Element:
         if len(self._pending) >= MAX_PENDING:
@@ -114,12 +116,13 @@ def _set_id(stanza: Element, value: str | None) -> None:
         stanza.set("id", value)
 
 
-def _check_xml_chars(stanza: Element) -> None:
-    """A character XML cannot carry would make the server close the whole stream: refuse the
-    stanza instead (handlers validate their input; this keeps the link safe from any that miss one)."""
+def _refuse_xml_chars(stanza: Element) -> None:
+    """A character XML cannot carry would make the server close the whole stream: the stanza is
+    refused instead (handlers validate their input; this keeps the link safe from any that miss one)."""
     for node in stanza.iter():
-        for text in (node.text, node.tail, *node.attrib.values()):
+        for text in (node.tag, node.text, node.tail, *node.attrib.keys(), *node.attrib.values()):
             bad = text and NOT_XML_CHAR.search(text)
             if bad:
                 raise errors.HttpError(400, f"<{local_name(node.tag)}> contains U+{ord(bad.group()):04X}, "
                                             f"a character XML cannot carry")
+    raise errors.HttpError(400, "The stanza contains a character XML cannot carry")

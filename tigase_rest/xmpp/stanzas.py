@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from xml.etree.ElementTree import Element
 
 from slixmpp.jid import JID, InvalidJID
@@ -60,6 +61,7 @@ def _serialize(node: Element, outer_ns: str, out: list[str]) -> None:
         out.append("/>")
 
 
+@lru_cache(maxsize=4096)  # a handful of tags recur in every stanza; parsing them each time showed
 def split_tag(tag: str) -> tuple[str, str]:
     if tag.startswith("{"):
         ns, name = tag[1:].split("}", 1)
