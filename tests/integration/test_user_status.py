@@ -284,12 +284,21 @@ async def test_a_server_refusing_user_from_addresses_is_reported_not_fought(edit
     assert status["success"] is False
     assert "invalid-from" in status["reason"] and "validate_from_addresses = false" in status["reason"]
     await no_presence_from(bob, EXTERNAL)
-    # The link came back once and stays up: the refusal is not fought with new presences.
-    # (The answer above may come before the reconnect: the refusal is known from the stream error.)
+    # The link comes back and stays up: once the refusal is known it is not fought with new presences.
+    # Usually that takes one close. Prosody closes its socket with our next stanzas still unread, so
+    # the kernel may answer with a reset that drops its stream error before we read it; the refusal
+    # is then learned at the second close. Never more: every close is an invalid-from, at most two.
     deadline = time.monotonic() + 10
     while (health := (await call(component, "GET", "/rest/health?type=application/json")).json()["health"]
-           )["link_connects"] < 2 and time.monotonic() < deadline:
+           )["link_connects"] < 2 or health["xmpp_link"] != "up":
+        assert time.monotonic() < deadline, health
         await asyncio.sleep(0.1)
-    assert (health["xmpp_link"], health["link_connects"]) == ("up", 2)
+    connects = health["link_connects"]
+    assert health["xmpp_link"] == "up" and connects in (2, 3), component.log_text()[-4000:]
     await asyncio.sleep(1)
-    assert component.log_text().count("Component http.localhost connected") == 2
+    health = (await call(component, "GET", "/rest/health?type=application/json")).json()["health"]
+    assert (health["xmpp_link"], health["link_connects"]) == ("up", connects), component.log_text()[-4000:]
+    log = component.log_text()
+    assert log.count("Component http.localhost connected") == connects
+    assert log.count("XMPP link lost") == connects - 1
+    assert log.count("Stream error from the server: invalid-from") <= connects - 1
