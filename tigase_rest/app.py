@@ -118,7 +118,7 @@ async def serve(config: Config, config_path: Path | None = None,
         await runtime.link.stop()
         return 1
     log.info("HTTP API listening on http://%s:%s%s/", config.http.host, config.http.port,
-             "" if config.http.context_path == "/" else config.http.context_path)
+             config.http.prefix)
 
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, runtime.stopping.set)

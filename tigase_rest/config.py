@@ -57,6 +57,11 @@ class HttpConfig:
     # Seconds a client may take to send its body; then 408 (a slow or stalled upload holds nothing).
     body_timeout: float = 10.0
 
+    @property
+    def prefix(self) -> str:
+        """What every API path starts with: the context path, "" for a context path of "/"."""
+        return "" if self.context_path == "/" else self.context_path
+
 
 @dataclass(frozen=True)
 class AuthConfig:

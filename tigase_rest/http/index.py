@@ -32,8 +32,7 @@ pre { background: #f5f5f5; padding: .6em; overflow-x: auto; }
 
 
 def render_index(routes: "RouteTable", config: "Config", request) -> str:
-    ctx = "" if config.http.context_path == "/" else config.http.context_path
-    base = f"{request.scheme}://{request.host}{ctx}"
+    base = f"{request.scheme}://{request.host}{config.http.prefix}"
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>tigase-rest API</title>",
         f"<style>{STYLE}</style></head><body>",

@@ -50,7 +50,7 @@ class RestServer:
                                client_max_size=self.runtime.config.http.max_body_bytes)
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        ctx = self.runtime.config.http.context_path.rstrip("/")
+        ctx = self.runtime.config.http.prefix
         path = request.path
         expect = request.headers.get("Expect")
         if expect is not None:
@@ -94,7 +94,7 @@ def index(runtime: "Runtime", request: web.BaseRequest) -> web.Response:
 
 
 def outside_context(runtime: "Runtime", request: web.BaseRequest) -> web.Response:
-    index_path = runtime.config.http.context_path.rstrip("/") + "/"
+    index_path = runtime.config.http.prefix + "/"
     if request.path.rstrip("/") + "/" == index_path:  # the index with another method than GET or HEAD
         error = HttpError(404, f"{request.method} is not supported on {request.path} (supported: GET, HEAD)")
     else:
@@ -128,8 +128,7 @@ async def dispatch(runtime: "Runtime", request: web.BaseRequest) -> web.StreamRe
 
 async def _dispatch(runtime: "Runtime", request: web.BaseRequest, fmt: str) -> web.StreamResponse:
     config = runtime.config
-    ctx = "" if config.http.context_path == "/" else config.http.context_path
-    path = request.path[len(ctx):]
+    path = request.path[len(config.http.prefix):]
     resolved = runtime.routes.resolve(path, request.method)
     if resolved is None:
         raise HttpError(404, f"No handler for {request.path}")
