@@ -148,8 +148,17 @@ def _element_name(key: Any) -> str:
     return cleaned if _is_xml_name(cleaned) else "_" + cleaned
 
 
-# Characters XML 1.0 cannot carry at all, even as references; they become U+FFFD.
+# Characters XML 1.0 cannot carry at all, even as references; they become U+FFFD in our answers.
 NOT_XML_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def check_xml_text(text: str, where: str) -> str:
+    """``text`` when XML can carry it; else 400 naming ``where`` and the character. Sent raw, a NUL
+    or a lone surrogate would make the server close the stream that carried it."""
+    bad = NOT_XML_CHAR.search(text)
+    if bad:
+        raise HttpError(400, f"{where} contains U+{ord(bad.group()):04X}, a character XML cannot carry")
+    return text
 
 
 def _scalar(value: Any) -> str:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 from xml.etree.ElementTree import Element, SubElement
 
-from ..coding import NOT_XML_CHAR, local_name
+from ..coding import check_xml_text, local_name
 from ..errors import HttpError
 
 COMMANDS_NS = "http://jabber.org/protocol/commands"
@@ -50,7 +50,7 @@ def parse_command_request(content: Any) -> dict:
     node = command.get("node")
     if not isinstance(node, str) or not node.strip():
         raise HttpError(400, "The command has no 'node': name the command to run (GET lists them)")
-    _xml_text(node, "'node'")
+    check_xml_text(node, "'node'")
     fields = command.get("fields")
     if fields in (None, ""):
         fields = []
@@ -67,13 +67,13 @@ def parse_command_request(content: Any) -> dict:
         var = field.get("var")
         if not isinstance(var, str) or not var:
             raise HttpError(400, f"fields[{i}] has no 'var'")
-        _xml_text(var, f"fields[{i}].var")
+        check_xml_text(var, f"fields[{i}].var")
         checked.append((var, _values(field.get("value"), f"fields[{i}] ({var}).value")))
     sessionid = command.get("sessionid")
     if sessionid is not None and (not isinstance(sessionid, str) or not sessionid):
         raise HttpError(400, "'sessionid' must be the string the previous answer gave")
     if sessionid is not None:
-        _xml_text(sessionid, "'sessionid'")
+        check_xml_text(sessionid, "'sessionid'")
     action = command.get("action") or None
     if action is not None and action not in ACTIONS:
         raise HttpError(400, f"'action' must be one of {', '.join(ACTIONS)}, not {action!r}")
@@ -95,16 +95,8 @@ def _scalar(value: Any, where: str) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (str, int, float)):
-        return _xml_text(str(value), where)
+        return check_xml_text(str(value), where)
     raise HttpError(400, f"{where} must be a string, number, boolean or a list of them, not a {_kind(value)}")
-
-
-def _xml_text(text: str, where: str) -> str:
-    """Text XML can carry; a NUL or lone surrogate would get the caller's session closed."""
-    bad = NOT_XML_CHAR.search(text)
-    if bad:
-        raise HttpError(400, f"{where} contains U+{ord(bad.group()):04X}, a character XML cannot carry")
-    return text
 
 
 def _kind(value: Any) -> str:

@@ -19,7 +19,7 @@ from xml.etree.ElementTree import Element
 from slixmpp.jid import JID
 
 from .. import errors
-from ..coding import NOT_XML_CHAR, local_name
+from ..coding import NOT_XML_CHAR, check_xml_text, local_name
 from .stanzas import renamespace, serialize
 
 log = logging.getLogger(__name__)
@@ -121,8 +121,6 @@ def _refuse_xml_chars(stanza: Element) -> None:
     refused instead (handlers validate their input; this keeps the link safe from any that miss one)."""
     for node in stanza.iter():
         for text in (node.tag, node.text, node.tail, *node.attrib.keys(), *node.attrib.values()):
-            bad = text and NOT_XML_CHAR.search(text)
-            if bad:
-                raise errors.HttpError(400, f"<{local_name(node.tag)}> contains U+{ord(bad.group()):04X}, "
-                                            f"a character XML cannot carry")
+            if text:
+                check_xml_text(text, f"<{local_name(node.tag)}>")
     raise errors.HttpError(400, "The stanza contains a character XML cannot carry")

@@ -36,6 +36,7 @@ from xml.etree.ElementTree import Element, SubElement
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
+from ..coding import check_xml_text
 from ..errors import HttpError
 from .forms import COMMANDS_NS, DATA_NS
 from .privilege import GRANT_NAMESPACES
@@ -56,8 +57,6 @@ ACTIVITY_CATEGORIES = ("doing_chores", "drinking", "eating", "exercising", "groo
                        "inactive", "relaxing", "talking", "traveling", "undefined", "working")
 ACTIVITY_TYPE = re.compile(r"[a-z_]{1,64}")
 INTEGER = re.compile(r"[+-]?[0-9]{1,4}")  # not int(): it also takes "1_0" and non-ASCII digits
-# Characters XML 1.0 cannot carry: sent raw, they would make the server close the link.
-NOT_XML_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 GET_USER_ROSTER = "http://jabber.org/protocol/admin#get-user-roster"
 VISIBLE_TO = ("from", "both")  # subscriptions that let the contact see the user's presence
 STORE_NAME = "statuses.sqlite3"
@@ -147,10 +146,7 @@ def _text(value: Any, name: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise HttpError(400, f"'{name}' must be a string, not a {_kind(value)}")
-    bad = NOT_XML_CHAR.search(value)
-    if bad:
-        raise HttpError(400, f"'{name}' contains U+{ord(bad.group()):04X}, a character XML cannot carry")
-    return value
+    return check_xml_text(value, f"'{name}'")
 
 
 def _activity(value: Any) -> Activity | None:
