@@ -66,8 +66,10 @@ class ComponentLink:
         xmpp.add_event_handler("connection_failed", self._on_down)
         xmpp.add_event_handler("stream_error", self._on_stream_error)
         self._iqs = xmpp.replies = iqs = IqTracker(xmpp.send_raw, COMPONENT_NS, lambda: self.config.domain)
-        # Only reached if a slixmpp version no longer calls _spawn_event: replies still get matched.
-        xmpp.add_filter("in", lambda stanza: None if iqs.take(stanza.xml) else stanza)
+        if not hasattr(ComponentXMPP, "_spawn_event"):
+            # A slixmpp that no longer calls _spawn_event: replies are matched in a filter instead
+            # (else every other stanza would be offered to the tracker twice).
+            xmpp.add_filter("in", lambda stanza: None if iqs.take(stanza.xml) else stanza)
         for callback in self._setup_callbacks:
             callback(xmpp)
         self._supervisor = asyncio.create_task(self._supervise(), name="xmpp-component-link")
