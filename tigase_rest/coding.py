@@ -265,6 +265,13 @@ def response_format(content_type: str | None, type_param: str | None, accept: st
     return _format_of(content_type) or _format_of(type_param) or _format_from_accept(accept) or XML
 
 
+def negotiated_format(request) -> str:
+    """JSON or XML: the answer format an HTTP request asked for (Content-Type, then the ``type``
+    parameter, then Accept; XML otherwise)."""
+    return response_format(request.headers.get("Content-Type"), request.query.get("type"),
+                           request.headers.get("Accept"))
+
+
 def body_format(content_type: str | None, body: bytes) -> str | None:
     """How to decode a request body: by Content-Type, else by its first character.
 

@@ -1,50 +1,89 @@
 """The ``service`` argument handlers receive (Tigase's ``tigase.http.rest.Service``).
 
 One per request: it carries the two identities of DESIGN.md.
-- As the component: ``send`` and ``request`` go over the XEP-0114 link.
+- As the component: ``send`` and ``request`` go over the XEP-0114 link, ``privileged_request``
+  as a user through XEP-0356.
 - As the caller: ``caller_request`` goes over the caller's own c2s session.
+And the features (``statuses``, ``avatars``, ``bosh``), each built once by ``app.serve``.
 """
 
 from __future__ import annotations
 
-import secrets
-from typing import TYPE_CHECKING
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 from xml.etree.ElementTree import Element
 
 from .coding import read_body
+from .config import Config
 from .errors import HttpError
-from .xmpp import privilege
-from .xmpp.sessions import Caller, SessionClosed
-from .xmpp.stanzas import split_tag
+from .xmpp.component import Link
+from .xmpp.privilege import PrivilegeTracker, Privileges
+from .xmpp.sessions import Caller, CallerPool, SessionClosed
 
 if TYPE_CHECKING:
-    from .app import Runtime
+    from .features.avatar.service import Avatars
+    from .features.bosh import BoshPrebinding
+    from .features.presence.service import ExternalStatuses
+
+
+@dataclass(frozen=True)
+class Parts:
+    """What the process holds for handlers: built once by ``app.serve`` (or a test, with fakes)."""
+
+    link: Link
+    pool: CallerPool
+    privileges: PrivilegeTracker
+    statuses: "ExternalStatuses"
+    avatars: "Avatars"
+    bosh: "BoshPrebinding"
+    health: Callable[[], dict[str, Any]]  # counters for GET /rest/health
+    stopping: asyncio.Event  # set when shutdown starts: requests still reading a body give up
 
 
 class Service:
-    __slots__ = ("runtime", "caller", "_password")
+    __slots__ = ("_parts", "config", "caller", "_password")
 
-    def __init__(self, runtime: "Runtime", caller: Caller | None = None, password: str | None = None):
-        self.runtime = runtime
+    def __init__(self, parts: Parts, config: Config, caller: Caller | None = None, password: str | None = None):
+        self._parts = parts
+        self.config = config  # the configuration this request runs with (a SIGHUP does not change it midway)
         self.caller = caller
         self._password = password
 
     @property
-    def config(self):
-        return self.runtime.config
-
-    @property
     def component_jid(self) -> str:
-        return self.runtime.config.xmpp.component_jid
+        return self.config.xmpp.component_jid
 
     @property
     def domain(self) -> str:
-        return self.runtime.config.xmpp.domain
+        return self.config.xmpp.domain
+
+    # -- the features --
+
+    @property
+    def statuses(self) -> "ExternalStatuses":
+        """External user statuses (``/rest/user/{jid}/status``)."""
+        return self._parts.statuses
+
+    @property
+    def avatars(self) -> "Avatars":
+        return self._parts.avatars
+
+    @property
+    def bosh(self) -> "BoshPrebinding":
+        return self._parts.bosh
+
+    def health(self) -> dict[str, Any]:
+        """The component's counters; ``xmpp_link`` is "up" or "down"."""
+        return self._parts.health()
+
+    # -- the request --
 
     async def read_body(self, request) -> bytes:
         """The raw request body (for handlers with ``decode_content = False``), bounded in size
         (413) and in time (408, ``http.body_timeout``)."""
-        return await read_body(request, self.runtime.config.http.body_timeout, self.runtime.stopping)
+        return await read_body(request, self.config.http.body_timeout, self._parts.stopping)
 
     def is_admin(self, jid: str | None) -> bool:
         """True for the authenticated caller when an admin, or for a JID listed in [auth] admins."""
@@ -52,31 +91,29 @@ class Service:
             return False
         if self.caller is not None and self.caller.jid == jid:
             return self.caller.is_admin
-        return jid in self.runtime.config.auth.admins
+        return jid in self.config.auth.admins
+
+    # -- as the component --
 
     def send(self, stanza: Element) -> None:
         """Send a stanza over the component link, fire and forget (503 when the link is down)."""
-        self.runtime.link.send(stanza)
+        self._parts.link.send(stanza)
 
     async def request(self, iq: Element, timeout: float | None = None) -> Element:
         """An IQ round trip over the component link: the reply element (result or error)."""
-        return await self.runtime.link.request(iq, timeout)
+        return await self._parts.link.request(iq, timeout)
 
     @property
-    def privileges(self):
-        """The XEP-0356 privileges the server granted the component (tigase_rest.xmpp.privilege)."""
-        return self.runtime.privileges
+    def privileges(self) -> Privileges:
+        """The XEP-0356 privileges the server granted the component."""
+        return self._parts.privileges.current
 
     async def privileged_request(self, iq: Element, timeout: float | None = None) -> Element:
         """Send ``iq`` as the local user it is addressed to (``to`` = the user's bare JID), through an
         XEP-0356 privileged IQ. 501 with the reason when the server granted no such privilege."""
-        payload = next(iter(iq), None)
-        namespace = split_tag(payload.tag)[0] if payload is not None else ""
-        if not self.runtime.privileges.can_iq(namespace, iq.get("type")):
-            raise HttpError(501, f"The XMPP server grants this component no XEP-0356 '{iq.get('type')}' privilege "
-                                 f"for {namespace} (Prosody: mod_privilege with privileged_entities)")
-        outer = privilege.wrap(iq, secrets.token_hex(6))
-        return privilege.unwrap(await self.runtime.link.request(outer, timeout))
+        return await self._parts.privileges.request(iq, timeout)
+
+    # -- as the caller --
 
     def caller_credentials(self) -> tuple[str, str]:
         """(bare JID, password) of the Basic-auth caller, for logins the handler makes itself (BOSH)."""
@@ -86,9 +123,10 @@ class Service:
 
     async def caller_request(self, iq: Element, timeout: float | None = None) -> Element:
         """An IQ round trip over the caller's own c2s session: the server applies the caller's rights."""
-        self.caller_credentials()  # 401 when the request carries no login
-        pool = self.runtime.pool
-        session = await pool.session(self.caller, self._password)
+        jid, password = self.caller_credentials()  # 401 when the request carries no login
+        assert self.caller is not None
+        pool = self._parts.pool
+        session = await pool.session(self.caller, password)
         try:
             return await session.request(iq, timeout)
         except SessionClosed as closed:
@@ -96,5 +134,5 @@ class Service:
             # again, once. A set that had already left may have been processed: not resent.
             if closed.sent and iq.get("type") != "get":
                 raise
-            session = await pool.session(self.caller, self._password)
+            session = await pool.session(self.caller, password)
             return await session.request(iq, timeout)

@@ -1,33 +1,47 @@
-"""The real aiohttp app and handler scripts, with the XMPP side faked (see fakes.py).
+"""The real HTTP server and handler scripts, with the XMPP side faked (see fakes.py).
 
 ``api``: a test client on the real ``scripts/rest`` tree. ``make_api(...)``: the same with config
-overrides or another scripts folder.
+overrides or another scripts folder. The parts are wired as ``app.serve`` wires them, with a
+``FakeLink`` where the component link would be and a ``FakePool`` for the caller logins.
 """
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
-
-from fakes import Api, FakeLink, FakePool, make_config
-from tigase_rest.app import Runtime
 from aiohttp.test_utils import RawTestServer
 
-from tigase_rest.http.server import RestServer
+from fakes import Api, FakeLink, FakePool, make_config
+from tigase_rest.features.avatar.service import Avatars
+from tigase_rest.features.bosh import BoshPrebinding
+from tigase_rest.features.presence.service import ExternalStatuses
+from tigase_rest.features.presence.store import StatusStore
+from tigase_rest.http.auth import ApiKeyChecker
+from tigase_rest.http.server import Current, RestServer
+from tigase_rest.loader import load_routes
+from tigase_rest.service import Parts
+from tigase_rest.xmpp.privilege import PrivilegeTracker
 
 
 @pytest.fixture
-def make_api(aiohttp_client):
+def make_api(aiohttp_client, tmp_path):
     async def make(scripts_dir: Path | None = None, **sections: dict) -> Api:
-        runtime = Runtime(make_config(scripts_dir, **sections))
+        config = make_config(scripts_dir, **{"storage": {"data_dir": str(tmp_path / "data")}, **sections})
         link, pool = FakeLink(), FakePool()
-        runtime.link, runtime.pool = link, pool
-        rest = RestServer(runtime)
+        privileges = PrivilegeTracker(link, config.xmpp.domain)
+        parts = Parts(
+            link=link, pool=pool, privileges=privileges,  # type: ignore[arg-type]
+            statuses=ExternalStatuses(link, config.xmpp.domain, privileges, StatusStore(tmp_path / "statuses.db")),
+            avatars=Avatars(link, privileges), bosh=BoshPrebinding(config.xmpp),
+            health=lambda: {"xmpp_link": "up" if link.connected else "down"}, stopping=asyncio.Event())
+        current = Current(config, load_routes(config.scripts_path), ApiKeyChecker(config.auth))
+        rest = RestServer(lambda: current, pool.authenticate, parts)
         server = RawTestServer(rest.handle)
         await server.start_server(**rest.server_kwargs())  # aiohttp_client would start it without them
         client = await aiohttp_client(server)
-        return Api(client, runtime, link, pool)
+        return Api(client, config, link, pool)
 
     return make
 

@@ -8,7 +8,7 @@ They stand where the XMPP server would be:
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 from xml.etree.ElementTree import Element
@@ -17,7 +17,6 @@ import aiohttp
 from aiohttp.test_utils import TestClient
 
 from tigase_rest import errors
-from tigase_rest.app import Runtime
 from tigase_rest.config import from_dict
 from tigase_rest.errors import challenge
 from tigase_rest.xmpp.sessions import Caller
@@ -90,13 +89,9 @@ class FakePool:
 @dataclass
 class Api:
     client: TestClient
-    runtime: Runtime
+    config: Any
     link: FakeLink
     pool: FakePool
-    config: Any = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.config = self.runtime.config
 
     def __getattr__(self, name: str):  # get/post/put/delete/request go to the client
         return getattr(self.client, name)

@@ -8,8 +8,8 @@ from xml.etree.ElementTree import fromstring, tostring
 
 import pytest
 
-from tigase_rest.xmpp import avatars
-from tigase_rest.xmpp.avatars import Image, Link, NoAvatar
+from tigase_rest.features.avatar import stanzas as avatars
+from tigase_rest.features.avatar.stanzas import Image, Link, NoAvatar
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 8
 PNG_B64 = base64.b64encode(PNG).decode()

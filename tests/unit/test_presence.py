@@ -5,19 +5,17 @@ tests/integration/test_user_status.py)."""
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 from xml.etree.ElementTree import Element, fromstring
 
 import pytest
 from slixmpp.stanza import Message, Presence
 
-from tigase_rest.config import from_dict
 from tigase_rest.errors import HttpError
-from tigase_rest.xmpp.presence import (
-    ACTIVITY_NS, GET_USER_ROSTER, Activity, ExternalStatuses, Outcome, RosterError, Status, StatusStore,
-    contacts_in, parse_status, presence,
-)
-from tigase_rest.xmpp.privilege import Privileges
+from tigase_rest.features.presence.request import Activity, Status, parse_status
+from tigase_rest.features.presence.service import ExternalStatuses, Outcome
+from tigase_rest.features.presence.stanzas import ACTIVITY_NS, GET_USER_ROSTER, RosterError, contacts_in, presence
+from tigase_rest.features.presence.store import StatusStore
+from tigase_rest.xmpp.privilege import PrivilegeTracker, Privileges
 
 ROSTER = """<iq xmlns="jabber:component:accept" type="result" from="alice@localhost">
   <query xmlns="jabber:iq:roster">
@@ -191,9 +189,10 @@ class ScriptedLink:
 
 
 def manager(tmp_path, rosters, privileges=Privileges(roster="both", presence="roster")):
-    config = from_dict({"xmpp": {"secret": "s", "domain": "localhost"}, "storage": {"data_dir": str(tmp_path)}})
-    runtime = SimpleNamespace(config=config, link=ScriptedLink(rosters), privileges=privileges)
-    return ExternalStatuses(runtime), runtime.link
+    link = ScriptedLink(rosters)
+    tracker = PrivilegeTracker(link, "localhost")
+    tracker.current = privileges
+    return ExternalStatuses(link, "localhost", tracker, StatusStore(tmp_path / "statuses.sqlite3")), link
 
 
 def presence_stanza(sender: str, kind: str | None = None) -> Presence:
@@ -290,8 +289,10 @@ async def test_every_connect_reads_the_rosters_and_announces_the_stored_statuses
     statuses._on_connected(None)
     # forwarded presences that arrive before the re-announce are left to it: no duplicates
     statuses._on_presence(presence_stanza("bob@localhost/phone"))
-    grant = Message(xml=fromstring('<message xmlns="jabber:component:accept" from="localhost"/>'))
-    statuses._on_grant(grant)
+    grant = Message(xml=fromstring('<message xmlns="jabber:component:accept" from="localhost">'
+                                   '<privilege xmlns="urn:xmpp:privilege:2"><perm access="roster" type="both"/>'
+                                   '</privilege></message>'))
+    statuses.privileges._on_grant(grant)
     await asyncio.wait_for(statuses._announcing, 1)
     assert link.take() == {("alice@localhost/r", to, None, "chat")
                            for to in ("bob@localhost", "carol@localhost", "alice@localhost")}

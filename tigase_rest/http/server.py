@@ -9,25 +9,43 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import HttpVersion11, web
 from aiohttp.abc import AbstractAccessLogger
 
+from slixmpp.jid import JID
+
 from .. import coding
+from ..coding import negotiated_format
+from ..config import Config
 from ..errors import HttpError, challenge
 from ..handlers import Result, build_args
-from ..service import Service
-from .auth import basic_credentials, caller_jid
+from ..loader import RouteTable
+from ..service import Parts, Service
+from ..xmpp.sessions import Caller
+from .auth import ApiKeyChecker, basic_credentials, caller_jid
 from .index import render_index
-
-if TYPE_CHECKING:
-    from ..app import Runtime
 
 log = logging.getLogger(__name__)
 
 # A handler that returns without answering gets this long beyond the IQ timeout to call back.
 CALLBACK_GRACE = 5.0
+
+
+@dataclass(frozen=True)
+class Current:
+    """What a SIGHUP replaces as a whole: a request keeps the one it started with."""
+
+    config: Config
+    routes: RouteTable
+    api_keys: ApiKeyChecker
+
+
+# Verifies Basic-auth credentials (bare JID, password, client address): the caller, or HttpError 401/429/5xx.
+Authenticate = Callable[[JID, str, str], Awaitable[Caller]]
 
 
 class RestServer:
@@ -38,8 +56,10 @@ class RestServer:
     What the Application did that we need is done here: the three URL spaces (index, API,
     outside), ``Expect: 100-continue``, and the body size limit (``make_request``)."""
 
-    def __init__(self, runtime: "Runtime"):
-        self.runtime = runtime
+    def __init__(self, current: Callable[[], Current], authenticate: Authenticate, parts: Parts):
+        self.current = current
+        self.authenticate = authenticate
+        self.parts = parts
 
     def server_kwargs(self) -> dict[str, Any]:
         """Arguments for ``web.Server`` (or aiohttp's ``RawTestServer``)."""
@@ -47,10 +67,11 @@ class RestServer:
 
     def make_request(self, message, payload, protocol, writer, task) -> web.BaseRequest:
         return web.BaseRequest(message, payload, protocol, writer, task, asyncio.get_running_loop(),
-                               client_max_size=self.runtime.config.http.max_body_bytes)
+                               client_max_size=self.current().config.http.max_body_bytes)
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        ctx = self.runtime.config.http.prefix
+        current = self.current()
+        ctx = current.config.http.prefix
         path = request.path
         expect = request.headers.get("Expect")
         if expect is not None:
@@ -58,10 +79,104 @@ class RestServer:
             if refused is not None:
                 return refused
         if len(path) > len(ctx) + 1 and path.startswith(ctx + "/"):
-            return await dispatch(self.runtime, request)
+            return await self.dispatch(current, request)
         if request.method in ("GET", "HEAD") and path in (ctx or "/", ctx + "/"):
-            return index(self.runtime, request)
-        return outside_context(self.runtime, request)
+            return index(current, request)
+        return outside_context(current.config, request)
+
+    async def dispatch(self, current: Current, request: web.BaseRequest) -> web.StreamResponse:
+        fmt = negotiated_format(request)
+        try:
+            return await self._dispatch(current, request, fmt)
+        except HttpError as e:
+            if e.status >= 500:
+                log.warning("%s %s -> %d %s", request.method, request.path, e.status, e.reason)
+            return error_response(e, fmt)
+        except web.HTTPRequestEntityTooLarge:
+            # A chunked body (no Content-Length) over the limit, found while reading it.
+            limit = current.config.http.max_body_bytes
+            return error_response(HttpError(413, f"Request body is larger than {limit} bytes"), fmt)
+        except asyncio.CancelledError:
+            raise  # the client went away; nothing to answer
+        except ConnectionResetError:  # aiohttp's ClientConnectionResetError is one too
+            # The client left while we read its body: one line, not a handler failure with a traceback.
+            log.info("%s %s: the client closed the connection before sending its whole body",
+                     request.method, request.path)
+            return web.Response(status=499)  # nginx's "client closed request", only ever seen in the access log
+        except Exception as e:  # noqa: BLE001 - a handler bug must not take the server down
+            log.exception("Handler failed for %s %s", request.method, request.path)
+            return error_response(HttpError(500, f"Internal error in the handler: {type(e).__name__}"), fmt)
+
+
+    async def _dispatch(self, current: Current, request: web.BaseRequest, fmt: str) -> web.StreamResponse:
+        config = current.config
+        path = request.path[len(config.http.prefix):]
+        resolved = current.routes.resolve(path, request.method)
+        if resolved is None:
+            raise HttpError(404, f"No handler for {request.path}")
+        route, groups = resolved
+        handler = route.handler
+        func = handler.exec_for(request.method)
+        if func is None:
+            # Tigase answers 404 (not 405) for a method the handler does not implement.
+            raise HttpError(404, f"{request.method} is not supported on {request.path} "
+                                 f"(supported: {', '.join(current.routes.methods_at(path))})")
+
+        key_ok = current.api_keys.check(request) if handler.api_key else False
+
+        caller = password = None
+        if handler.required_role and not (handler.api_key_replaces_login and key_ok):
+            credentials = basic_credentials(request)
+            if credentials is None:
+                raise HttpError(401, "Authentication required: HTTP Basic auth with your bare JID and XMPP password",
+                                headers=challenge())
+            user, password = credentials
+            caller = await self.authenticate(caller_jid(user), password, request.remote or "")
+            if handler.required_role == "admin" and not caller.is_admin:
+                raise HttpError(403, f"{caller.jid} is not an admin: this resource needs the admin role")
+
+        content_length = request.content_length
+        if content_length is not None and content_length > config.http.max_body_bytes:
+            raise HttpError(413, f"Request body of {content_length} bytes is larger than {config.http.max_body_bytes}")
+        has_body = request.body_exists
+        content: Any = None
+        if has_body and handler.decode_content:
+            body = await coding.read_body(request, config.http.body_timeout, self.parts.stopping)
+            has_body = bool(body)
+            if has_body:
+                body_fmt = coding.body_format(request.headers.get("Content-Type"), body)
+                if body_fmt is None:
+                    raise HttpError(415, f"Cannot decode a {request.headers.get('Content-Type')!r} body: send JSON or XML")
+                content = coding.decode_body(body, body_fmt)
+        elif has_body:
+            content = request
+
+        service = Service(self.parts, config, caller, password)
+        loop = asyncio.get_running_loop()
+        answered = loop.create_future()
+
+        def callback(result: Any = None) -> None:
+            if not answered.done():
+                answered.set_result(result)
+
+        args = build_args(route.signatures[request.method], service=service, callback=callback,
+                          with_user=handler.required_role is not None, user=caller.jid if caller else None,
+                          request=request, has_body=has_body, content=content, groups=groups)
+        returned = func(*args)
+        if inspect.isawaitable(returned):
+            returned = await returned
+        if answered.done():
+            result = answered.result()
+        elif returned is not None:
+            result = returned
+        elif handler.is_async:
+            try:
+                result = await asyncio.wait_for(answered, config.xmpp.iq_timeout + CALLBACK_GRACE)
+            except asyncio.TimeoutError:
+                raise HttpError(504, "The handler did not answer in time") from None
+        else:
+            raise HttpError(500, f"{type(handler).__name__} returned without calling back")
+        return await render_result(result, request, fmt)
 
 
 async def _expect(request: web.BaseRequest, expect: str) -> web.Response | None:
@@ -75,11 +190,6 @@ async def _expect(request: web.BaseRequest, expect: str) -> web.Response | None:
     return error_response(HttpError(417, f"Unknown Expect: {expect}"), negotiated_format(request))
 
 
-def negotiated_format(request: web.BaseRequest) -> str:
-    return coding.response_format(
-        request.headers.get("Content-Type"), request.query.get("type"), request.headers.get("Accept"))
-
-
 def error_response(error: HttpError, fmt: str) -> web.Response:
     return web.Response(
         status=error.status,
@@ -88,113 +198,18 @@ def error_response(error: HttpError, fmt: str) -> web.Response:
     )
 
 
-def index(runtime: "Runtime", request: web.BaseRequest) -> web.Response:
-    html = render_index(runtime.routes, runtime.config, request)
+def index(current: Current, request: web.BaseRequest) -> web.Response:
+    html = render_index(current.routes, current.config, request)
     return web.Response(text=html, content_type="text/html", charset="utf-8")
 
 
-def outside_context(runtime: "Runtime", request: web.BaseRequest) -> web.Response:
-    index_path = runtime.config.http.prefix + "/"
+def outside_context(config: Config, request: web.BaseRequest) -> web.Response:
+    index_path = config.http.prefix + "/"
     if request.path.rstrip("/") + "/" == index_path:  # the index with another method than GET or HEAD
         error = HttpError(404, f"{request.method} is not supported on {request.path} (supported: GET, HEAD)")
     else:
         error = HttpError(404, f"Not found: the REST API is under {index_path}")
     return error_response(error, negotiated_format(request))
-
-
-async def dispatch(runtime: "Runtime", request: web.BaseRequest) -> web.StreamResponse:
-    fmt = negotiated_format(request)
-    try:
-        return await _dispatch(runtime, request, fmt)
-    except HttpError as e:
-        if e.status >= 500:
-            log.warning("%s %s -> %d %s", request.method, request.path, e.status, e.reason)
-        return error_response(e, fmt)
-    except web.HTTPRequestEntityTooLarge:
-        # A chunked body (no Content-Length) over the limit, found while reading it.
-        limit = runtime.config.http.max_body_bytes
-        return error_response(HttpError(413, f"Request body is larger than {limit} bytes"), fmt)
-    except asyncio.CancelledError:
-        raise  # the client went away; nothing to answer
-    except ConnectionResetError:  # aiohttp's ClientConnectionResetError is one too
-        # The client left while we read its body: one line, not a handler failure with a traceback.
-        log.info("%s %s: the client closed the connection before sending its whole body",
-                 request.method, request.path)
-        return web.Response(status=499)  # nginx's "client closed request", only ever seen in the access log
-    except Exception as e:  # noqa: BLE001 - a handler bug must not take the server down
-        log.exception("Handler failed for %s %s", request.method, request.path)
-        return error_response(HttpError(500, f"Internal error in the handler: {type(e).__name__}"), fmt)
-
-
-async def _dispatch(runtime: "Runtime", request: web.BaseRequest, fmt: str) -> web.StreamResponse:
-    config = runtime.config
-    path = request.path[len(config.http.prefix):]
-    resolved = runtime.routes.resolve(path, request.method)
-    if resolved is None:
-        raise HttpError(404, f"No handler for {request.path}")
-    route, groups = resolved
-    handler = route.handler
-    func = handler.exec_for(request.method)
-    if func is None:
-        # Tigase answers 404 (not 405) for a method the handler does not implement.
-        raise HttpError(404, f"{request.method} is not supported on {request.path} "
-                             f"(supported: {', '.join(runtime.routes.methods_at(path))})")
-
-    key_ok = runtime.api_keys.check(request) if handler.api_key else False
-
-    caller = password = None
-    if handler.required_role and not (handler.api_key_replaces_login and key_ok):
-        credentials = basic_credentials(request)
-        if credentials is None:
-            raise HttpError(401, "Authentication required: HTTP Basic auth with your bare JID and XMPP password",
-                            headers=challenge())
-        user, password = credentials
-        caller = await runtime.pool.authenticate(caller_jid(user), password, request.remote or "")
-        if handler.required_role == "admin" and not caller.is_admin:
-            raise HttpError(403, f"{caller.jid} is not an admin: this resource needs the admin role")
-
-    content_length = request.content_length
-    if content_length is not None and content_length > config.http.max_body_bytes:
-        raise HttpError(413, f"Request body of {content_length} bytes is larger than {config.http.max_body_bytes}")
-    has_body = request.body_exists
-    content: Any = None
-    if has_body and handler.decode_content:
-        body = await coding.read_body(request, config.http.body_timeout, runtime.stopping)
-        has_body = bool(body)
-        if has_body:
-            body_fmt = coding.body_format(request.headers.get("Content-Type"), body)
-            if body_fmt is None:
-                raise HttpError(415, f"Cannot decode a {request.headers.get('Content-Type')!r} body: send JSON or XML")
-            content = coding.decode_body(body, body_fmt)
-    elif has_body:
-        content = request
-
-    service = Service(runtime, caller, password)
-    loop = asyncio.get_running_loop()
-    answered = loop.create_future()
-
-    def callback(result: Any = None) -> None:
-        if not answered.done():
-            answered.set_result(result)
-
-    args = build_args(route.signatures[request.method], service=service, callback=callback,
-                      with_user=handler.required_role is not None, user=caller.jid if caller else None,
-                      request=request, has_body=has_body, content=content, groups=groups)
-    returned = func(*args)
-    if inspect.isawaitable(returned):
-        returned = await returned
-    if answered.done():
-        result = answered.result()
-    elif returned is not None:
-        result = returned
-    elif handler.is_async:
-        try:
-            result = await asyncio.wait_for(answered, config.xmpp.iq_timeout + CALLBACK_GRACE)
-        except asyncio.TimeoutError:
-            raise HttpError(504, "The handler did not answer in time") from None
-    else:
-        raise HttpError(500, f"{type(handler).__name__} returned without calling back")
-    return await render_result(result, request, fmt)
 
 
 async def render_result(result: Any, request: web.BaseRequest, fmt: str) -> web.StreamResponse:

@@ -7,25 +7,26 @@ scripts and the [auth] section, for admins only.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from slixmpp.exceptions import XMPPError
 
-if TYPE_CHECKING:
-    from ..app import Runtime
+from ..loader import RouteTable
 
 log = logging.getLogger(__name__)
 
 PLUGINS = ("xep_0030", "xep_0004", "xep_0050")
 
 
-def register(xmpp, runtime: "Runtime") -> None:
+def register(xmpp, component_jid: str, is_admin: Callable[[str], bool], reload: Callable[[], RouteTable]) -> None:
+    """Offer the commands on ``component_jid``. ``is_admin(bare_jid)`` decides who may run them;
+    ``reload()`` reloads the scripts and the configuration and returns the new routes."""
+
     def reload_handlers(iq, session):
         requester = iq["from"].bare
-        if not runtime.is_admin(requester):
+        if not is_admin(requester):
             raise XMPPError("forbidden", f"{requester} is not an admin of this REST API")
-        runtime.reload()
-        table = runtime.routes
+        table = reload()
         text = f"Script handlers reloaded: {len(table.routes())} handlers"
         if table.errors:
             text += f", {len(table.errors)} scripts failed: " + "; ".join(f"{p.name}: {e}" for p, e in table.errors)
@@ -39,7 +40,7 @@ def register(xmpp, runtime: "Runtime") -> None:
     def announce(_event) -> None:
         # slixmpp's xep_0050 empties the command list at every (re)connect: add ours each time.
         xmpp.plugin["xep_0050"].add_command(
-            jid=runtime.config.xmpp.component_jid, node="reload-handlers",
+            jid=component_jid, node="reload-handlers",
             name="Reload REST HTTP script handlers", handler=reload_handlers)
 
     xmpp.add_event_handler("session_start", announce)

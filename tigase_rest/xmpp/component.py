@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from typing import Callable
+from typing import Callable, Protocol
 from xml.etree.ElementTree import Element
 
 from slixmpp import ComponentXMPP
@@ -24,6 +24,17 @@ from .stanzas import COMPONENT_NS
 log = logging.getLogger(__name__)
 
 HANDSHAKE_TIMEOUT = 10.0  # seconds from TCP connect to an accepted handshake
+
+
+class Link(Protocol):
+    """What the features use of the component link (tests stand a fake in for it)."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    def send(self, stanza: Element) -> None: ...
+
+    async def request(self, iq: Element, timeout: float | None = None) -> Element: ...
 
 
 class _Component(ComponentXMPP):

@@ -275,9 +275,9 @@ class CallerPool:
             (item.get("node") or "").startswith(ADMIN_NODE_PREFIX) for item in reply.iter(f"{{{DISCO_ITEMS}}}item"))
 
     async def _sweep(self) -> None:
-        idle = self.config.auth.session_idle_timeout
         while True:
-            await asyncio.sleep(min(30.0, idle / 2))
+            await asyncio.sleep(min(30.0, self.config.auth.session_idle_timeout / 2))
+            idle = self.config.auth.session_idle_timeout  # read each round: a SIGHUP may change it
             now = time.monotonic()
             for bare, session in list(self._sessions.items()):
                 if not session.alive or now - session.last_used > idle:

@@ -7,11 +7,10 @@ multi-stage commands. XMPP errors become HTTP statuses with the condition and te
 (Tigase: a bare 404).
 """
 
-from tigase_rest import bosh
-from tigase_rest.errors import HttpError
-from tigase_rest.handlers import Handler
-from tigase_rest.xmpp.forms import command_iq, command_result, commands_list, disco_commands_iq, parse_command_request
-from tigase_rest.xmpp.stanzas import parse_jid, raise_for_error
+from tigase_rest.api import (
+    Handler, HttpError, command_iq, command_result, commands_list, disco_commands_iq, parse_command_request, parse_jid,
+    raise_for_error,
+)
 
 LIST_EXAMPLE = "curl -u admin@example.com:password -H 'Api-Key: KEY' '{base}/adhoc/example.com?type=application/json'"
 RUN_EXAMPLE = """curl -u admin@example.com:password -H 'Api-Key: KEY' -H 'Content-Type: application/json' \\
@@ -45,7 +44,7 @@ class AdHocCommands(Handler):
     async def exec_get(self, service, callback, user, local, domain, resource):
         jid = target(local, domain, resource)
         if jid == bosh_jid(service):
-            return bosh.commands_list(jid)
+            return service.bosh.commands_list(jid)
         reply = await service.caller_request(disco_commands_iq(jid))
         return commands_list(raise_for_error(reply, jid))
 
@@ -53,10 +52,11 @@ class AdHocCommands(Handler):
         jid = target(local, domain, resource)
         request = parse_command_request(content)
         if jid == bosh_jid(service):
-            if request["node"] != bosh.NODE:
-                raise HttpError(404, f"{jid} has no command {request['node']!r}, only {bosh.NODE!r}",
+            if request["node"] != service.bosh.NODE:
+                raise HttpError(404, f"{jid} has no command {request['node']!r}, only {service.bosh.NODE!r}",
                                 condition="item-not-found")
-            return await bosh.execute(service, jid, request)
+            login, password = service.caller_credentials()
+            return await service.bosh.execute(jid, request, login, password, service.is_admin(login))
         reply = await service.caller_request(command_iq(jid, request))
         return command_result(jid, request["node"], raise_for_error(reply, jid))
 

@@ -4,11 +4,7 @@ Not in Tigase. For load balancers and monitoring: 200 when the XMPP link is up, 
 down; the counters show that nothing leaks (waiting IQs and pooled sessions return to zero).
 """
 
-import time
-
-from tigase_rest.coding import CONTENT_TYPES, encode
-from tigase_rest.handlers import Handler, Result
-from tigase_rest.http.server import negotiated_format
+from tigase_rest.api import CONTENT_TYPES, Handler, Result, encode, negotiated_format
 
 
 class Health(Handler):
@@ -24,21 +20,9 @@ class Health(Handler):
     }
 
     def exec_get(self, service, callback, request):
-        runtime = service.runtime
-        up = runtime.link.connected
-        report = {"health": {
-            "status": "ok" if up else "xmpp link down",
-            "xmpp_link": "up" if up else "down",
-            "component_jid": service.component_jid,
-            "link_connects": runtime.link.connects,
-            "pending_iqs": runtime.link.pending_count,
-            "caller_sessions": runtime.pool.session_count,
-            "caller_pending_iqs": runtime.pool.pending_count,
-            "caller_logins": runtime.pool.logins,
-            "handlers": len(runtime.routes.routes()),
-            "failed_scripts": len(runtime.routes.errors),
-            "uptime_s": round(time.monotonic() - runtime.started, 1),
-        }}
+        counters = service.health()
+        up = counters["xmpp_link"] == "up"
+        report = {"health": {"status": "ok" if up else "xmpp link down", **counters}}
         if up:
             return report
         fmt = negotiated_format(request)

@@ -8,10 +8,10 @@ stanza (several roots, another namespace, an IQ result/error, an IQ without exac
 is 400 with the reason instead of being sent.
 """
 
-from tigase_rest.coding import parse_xml
-from tigase_rest.errors import HttpError
-from tigase_rest.handlers import Handler, Result
-from tigase_rest.xmpp.stanzas import CLIENT_NS, STANZA_NAMES, parse_jid, renamespace, serialize, split_tag
+from tigase_rest.api import (
+    CLIENT_NS, COMPONENT_NS, STANZA_NAMES, Handler, HttpError, Result, parse_jid, parse_xml, renamespace, serialize,
+    split_tag,
+)
 
 EXAMPLE = """curl -u admin@example.com:password -H 'Api-Key: KEY' -H 'Content-Type: application/xml' \\
   --data '<message xmlns="jabber:client" type="chat" to="test@example.com/resource-1"><body>Example message 1</body></message>' \\
@@ -39,7 +39,7 @@ class Stream(Handler):
             raise HttpError(400, "No data received: the body must be one XMPP stanza")
         stanza = parse_xml(body)
         ns, name = split_tag(stanza.tag)
-        if name not in STANZA_NAMES or ns not in ("", CLIENT_NS, "jabber:component:accept"):
+        if name not in STANZA_NAMES or ns not in ("", CLIENT_NS, COMPONENT_NS):
             raise HttpError(400, f"Not a stanza: <{name}> in namespace {ns or 'none'!r}; "
                                  f"send <message>, <presence> or <iq> in jabber:client")
         if to:

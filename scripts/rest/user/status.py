@@ -2,16 +2,13 @@
 
 The component sends the presence from ``jid/resource`` (default ``tigase-external``) to the user's
 roster contacts and sends it again when they come online, on every reconnect and after a restart
-(tigase_rest/xmpp/presence.py). An API key alone is enough, as Tigase 2.x's authRequired override;
+(tigase_rest/features/presence/). An API key alone is enough, as Tigase 2.x's authRequired override;
 with Basic auth the caller must be an admin. The answer is Tigase's ``status`` object, plus
 ``contacts`` (how many contacts were sent the presence) and, when ``success`` is false, ``reason``.
 HTTP is 200 either way, as in Tigase.
 """
 
-from tigase_rest.errors import HttpError
-from tigase_rest.handlers import Handler
-from tigase_rest.xmpp.presence import DEFAULT_RESOURCE, parse_status
-from tigase_rest.xmpp.stanzas import parse_bare_jid, parse_jid
+from tigase_rest.api import DEFAULT_RESOURCE, Handler, HttpError, parse_bare_jid, parse_jid, parse_status
 
 EXAMPLE = """curl -H 'Api-Key: KEY' -H 'Content-Type: application/json' \\
   --data '{"available": "true", "priority": "-1", "show": "xa", "status": "On the phone"}' \\
@@ -44,5 +41,5 @@ class UserStatus(Handler):
             raise HttpError(404, f"{bare} is not a user of {service.domain}, the domain this component serves")
         full = parse_jid(f"{bare}/{resource or DEFAULT_RESOURCE}", "the URL's resource")
         status = parse_status(content)
-        outcome = await service.runtime.statuses.set(str(bare), full.resource, status)
+        outcome = await service.statuses.set(str(bare), full.resource, status)
         return outcome.as_data()

@@ -19,7 +19,7 @@ import urllib.parse
 from dataclasses import dataclass
 from xml.etree.ElementTree import Element, SubElement
 
-from .stanzas import split_tag
+from ...xmpp.stanzas import split_tag
 
 PUBSUB_NS = "http://jabber.org/protocol/pubsub"
 METADATA_NODE = "urn:xmpp:avatar:metadata"

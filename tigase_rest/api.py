@@ -1,0 +1,58 @@
+"""The public API for handler scripts: everything a script under ``scripts/rest/`` imports.
+
+Scripts import from this module only (and the standard library); the modules behind it may move
+between releases, these names do not. ``tests/unit/test_api.py`` checks both rules.
+
+    from tigase_rest.api import Handler, HttpError, parse_bare_jid
+
+    class Hello(Handler):
+        regex = r"/([^/]+)"
+        required_role = "user"
+
+        async def exec_get(self, service, callback, user, jid):
+            return {"hello": {"jid": str(parse_bare_jid(jid, "the URL")), "caller": user}}
+
+- Handlers: :class:`Handler` (subclass it), :class:`Result` (bytes with a content type, status
+  and headers), :class:`HttpError` (an error answer with its reason), :func:`from_xmpp_error`.
+- :class:`Service`: the ``service`` argument (send/request as the component, privileged_request
+  as a user, caller_request as the caller, read_body, and the features: ``statuses``, ``avatars``,
+  ``bosh``, ``health()``).
+- JIDs: :func:`parse_jid`, :func:`parse_bare_jid` (400 naming the part of the request).
+- XML and JSON: :func:`parse_xml` (defused, bounded), :func:`serialize`, :func:`encode`,
+  :func:`negotiated_format`, ``CONTENT_TYPES``, stanza helpers (:func:`error_of`,
+  :func:`raise_for_error`, :func:`renamespace`, :func:`split_tag`), XEP-0050/0004 forms.
+- Feature request validation and answers: ``avatar`` and ``presence`` below.
+"""
+
+from __future__ import annotations
+
+from .coding import CONTENT_TYPES, JSON, XML, encode, negotiated_format, parse_xml
+from .errors import HttpError, from_xmpp_error
+from .features.avatar import request as avatar_request
+from .features.avatar.service import NotModified as AvatarNotModified
+from .features.avatar.stanzas import Image as AvatarImage
+from .features.avatar.stanzas import Link as AvatarLink
+from .features.avatar.stanzas import etag, etag_matches
+from .features.presence.request import DEFAULT_RESOURCE, Status, parse_status
+from .handlers import Handler, Result
+from .service import Service
+from .xmpp.forms import command_iq, command_result, commands_list, disco_commands_iq, parse_command_request
+from .xmpp.stanzas import (
+    CLIENT_NS, COMPONENT_NS, STANZA_NAMES, error_of, parse_bare_jid, parse_jid, raise_for_error, renamespace,
+    serialize, split_tag,
+)
+
+
+__all__ = [
+    # handlers
+    "Handler", "Result", "HttpError", "from_xmpp_error", "Service",
+    # JIDs, XML, JSON
+    "parse_jid", "parse_bare_jid", "parse_xml", "serialize", "encode", "negotiated_format", "CONTENT_TYPES",
+    "JSON", "XML", "CLIENT_NS", "COMPONENT_NS", "STANZA_NAMES", "error_of", "raise_for_error", "renamespace",
+    "split_tag",
+    # XEP-0050 ad-hoc commands and XEP-0004 forms
+    "command_iq", "command_result", "commands_list", "disco_commands_iq", "parse_command_request",
+    # features
+    "avatar_request", "AvatarImage", "AvatarLink", "AvatarNotModified", "etag", "etag_matches",
+    "DEFAULT_RESOURCE", "Status", "parse_status",
+]
