@@ -29,11 +29,11 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 # Installs Prosody + prosody-modules with apt when missing (as root; otherwise says the command).
 prosody: venv
-	$(PY) -c 'from tigase_rest.devtools.prosody import ensure_prosody; ensure_prosody()'
+	$(PY) -c 'from tools.prosody import ensure_prosody; ensure_prosody()'
 
 # Prosody + tigase-rest + bob online, on http://127.0.0.1:8080/rest/ (SANDBOX_HTTP_PORT), until Ctrl-C.
 run: venv prosody
-	$(PY) -m tigase_rest.devtools.sandbox
+	$(PY) -m tools.sandbox
 
 # Everything, integration tests against a real Prosody included. Extra args: PYTEST_ARGS='-k stream'.
 test: venv prosody
@@ -70,7 +70,7 @@ bench: venv prosody
 # Installs ejabberd with apt when missing (as root; otherwise says the command). About 1 min.
 .PHONY: ejabberd test-ejabberd
 ejabberd: venv
-	$(PY) -c 'from tigase_rest.devtools.ejabberd import ensure_ejabberd; ensure_ejabberd()'
+	$(PY) -c 'from tools.ejabberd import ensure_ejabberd; ensure_ejabberd()'
 
 test-ejabberd: venv ejabberd
 	$(PY) -m pytest -q ejabberd_tests $(PYTEST_ARGS)

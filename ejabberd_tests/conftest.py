@@ -29,8 +29,8 @@ sys.path.insert(0, str(REPO / "tests" / "integration"))
 
 from clients import XmppClient, connect_client  # noqa: E402  (tests/integration)
 from components import SCRIPTS_DIR, Component, launch, merge_sections, stop_all, wait_until_200  # noqa: E402
-from tigase_rest.devtools.ejabberd import EjabberdServer  # noqa: E402
-from tigase_rest.devtools.prosody import free_port  # noqa: E402
+from tools.ejabberd import EjabberdServer  # noqa: E402
+from tools.prosody import free_port  # noqa: E402
 # The passwords tests/integration/rest.py sends (ADMIN, ALICE), plus "test" of the stream examples.
 USERS = {"admin": "adminpass", "alice": "alicepass", "bob": "bobpass", "test": "testpass"}
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tigase_rest.devtools.prosody import http_status, write_toml
+from tools.prosody import http_status, write_toml
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS_DIR = REPO / "scripts" / "rest"

@@ -15,7 +15,7 @@ import pytest
 
 from clients import XmppClient, connect_client
 from components import SCRIPTS_DIR, Component, launch, merge_sections, stop_all, wait_until_200
-from tigase_rest.devtools.prosody import ProsodyServer, free_port
+from tools.prosody import ProsodyServer, free_port
 
 USERS = {"admin": "adminpass", "alice": "alicepass", "bob": "bobpass"}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tigase_rest.devtools.prosody import ProsodyServer
+from tools.prosody import ProsodyServer
 
 
 async def test_a_chat_message_arrives(xmpp_client) -> None:

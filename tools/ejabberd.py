@@ -80,7 +80,7 @@ def _yaml_list(values: tuple[str, ...] | list[str]) -> str:
 
 # From reference/servers/ejabberd.yml.tmpl (known good on 23.01). @NAME@ placeholders.
 _CONFIG = """\
-# Written by tigase_rest.devtools.ejabberd: a throwaway server, loopback only, no TLS.
+# Written by tools.ejabberd: a throwaway server, loopback only, no TLS.
 loglevel: @LOGLEVEL@
 log_rotate_count: 0
 
@@ -285,7 +285,7 @@ class EjabberdServer:
             "EJABBERD_BYPASS_WARNINGS": "true",
         }
         self.ctl_config_path.write_text(
-            "# Written by tigase_rest.devtools.ejabberd; sourced by ejabberdctl --ctl-config\n"
+            "# Written by tools.ejabberd; sourced by ejabberdctl --ctl-config\n"
             + "".join(f"{key}={shlex.quote(value)}\n" for key, value in ctl.items()),
             encoding="utf-8",
         )

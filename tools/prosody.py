@@ -112,7 +112,7 @@ MODULES = (
 )
 
 _CONFIG = """\
--- Written by tigase_rest.devtools.prosody: a throwaway server, loopback only.
+-- Written by tools.prosody: a throwaway server, loopback only.
 run_as_root = true  -- as root, Prosody otherwise logs "Refusing to run as root" and hangs; prosodyctl needs it too
 pidfile = {pidfile}
 data_path = {data}
