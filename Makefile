@@ -29,15 +29,16 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 # Installs Prosody + prosody-modules with apt when missing (as root; otherwise says the command).
 prosody: venv
-	$(PY) -c 'from tigase_rest.devtools.prosody import ensure_prosody; ensure_prosody()'
+	$(PY) -c 'from tools.prosody import ensure_prosody; ensure_prosody()'
 
 # Prosody + tigase-rest + bob online, on http://127.0.0.1:8080/rest/ (SANDBOX_HTTP_PORT), until Ctrl-C.
 run: venv prosody
-	$(PY) -m tigase_rest.devtools.sandbox
+	$(PY) -m tools.sandbox
 
-# Everything, integration tests against a real Prosody included. Extra args: PYTEST_ARGS='-k stream'.
+# Everything, integration tests against a real Prosody included (the tests for other servers only
+# are deselected). Extra args: PYTEST_ARGS='-k stream'.
 test: venv prosody
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q --xmpp-server=prosody $(PYTEST_ARGS)
 
 # No XMPP server needed.
 test-unit: venv
@@ -66,14 +67,15 @@ bench: venv prosody
 	  echo "py-spy could not be installed: the run goes on without a profile" >&2
 	$(PY) -m bench.run
 
-# Optional, not part of `test`: the integration flows against a real ejabberd 23.01 (ejabberd_tests/).
+# Optional, not part of `test`: the integration tests that hold on ejabberd 23.01 (marked portable
+# or only_on("ejabberd"); the Prosody-only ones are deselected), against a real ejabberd.
 # Installs ejabberd with apt when missing (as root; otherwise says the command). About 1 min.
 .PHONY: ejabberd test-ejabberd
 ejabberd: venv
-	$(PY) -c 'from tigase_rest.devtools.ejabberd import ensure_ejabberd; ensure_ejabberd()'
+	$(PY) -c 'from tools.ejabberd import ensure_ejabberd; ensure_ejabberd()'
 
 test-ejabberd: venv ejabberd
-	$(PY) -m pytest -q ejabberd_tests $(PYTEST_ARGS)
+	$(PY) -m pytest -q tests/integration --xmpp-server=ejabberd $(PYTEST_ARGS)
 
 # Several minutes of mixed load on a throwaway Prosody; fails when memory or fds grow or anything
 # is lost. SOAK_SECONDS (default 180), SOAK_RATE (400 req/s), SOAK_CONCURRENCY (20).

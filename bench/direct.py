@@ -255,7 +255,7 @@ async def run_slixmpp_ping(args, stats: Stats) -> float:
     typical Python client achieves (its own CPU is the limit, not the server's)."""
     from xml.etree.ElementTree import Element
 
-    from tigase_rest.devtools.prosody import login as slix_login, logout, plain_client
+    from tools.prosody import login as slix_login, logout, plain_client
 
     client = plain_client(f"{args.user}@{args.domain}/direct-slixmpp", args.password)
     await slix_login(client, args.host, args.port, LOGIN_TIMEOUT)

@@ -43,7 +43,7 @@ from pathlib import Path
 import aiohttp
 from bench import direct as direct_client
 
-from tigase_rest.devtools.prosody import ProsodyServer, free_port, http_status, write_toml
+from tools.prosody import ProsodyServer, free_port, http_status, write_toml
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts" / "rest"

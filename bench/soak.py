@@ -2,7 +2,7 @@
 
     SOAK_SECONDS=180 .venv/bin/python -m bench.soak      (make soak)
 
-Starts its own Prosody (tigase_rest.devtools.prosody, as the tests do) and the component
+Starts its own Prosody (tools.prosody, as the tests do) and the component
 (``python -m tigase_rest``, log level info), logs bob in, then for SOAK_SECONDS sends SOAK_RATE
 requests per second from SOAK_CONCURRENCY keep-alive connections, a mix of:
   60% /rest/stream messages to bob (every one answered 200 must reach bob),
@@ -41,7 +41,7 @@ import aiohttp
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
-from tigase_rest.devtools.prosody import ProsodyServer, free_port, http_status, login, logout, plain_client, write_toml
+from tools.prosody import ProsodyServer, free_port, http_status, login, logout, plain_client, write_toml
 
 REPO = Path(__file__).resolve().parents[1]
 USERS = {"admin": "adminpass", "alice": "alicepass", "bob": "bobpass"}

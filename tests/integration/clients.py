@@ -12,7 +12,7 @@ from slixmpp.stanza import Message, Presence
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
-from tigase_rest.devtools.prosody import is_privilege_notice, login, logout, plain_client
+from tools.prosody import is_privilege_notice, login, logout, plain_client
 
 
 class XmppClient:

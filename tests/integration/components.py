@@ -1,7 +1,7 @@
 """The real tigase-rest process for tests: started from a config, waited for, stopped.
 
-Shared by tests/integration/conftest.py (Prosody) and ejabberd_tests/conftest.py (ejabberd); a
-conftest cannot be imported as a module, so the common part lives here.
+Used by tests/integration/conftest.py (for whichever server --xmpp-server chose) and by tests
+that start components of their own.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tigase_rest.devtools.prosody import http_status, write_toml
+from tools.prosody import http_status, write_toml
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS_DIR = REPO / "scripts" / "rest"

@@ -23,7 +23,7 @@ from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
 from rest import ADMIN, KEY, Answer, basic
-from tigase_rest.devtools.prosody import is_privilege_notice
+from tools.prosody import is_privilege_notice
 
 BOB = "bob@localhost/bad-input"
 XML = {"Content-Type": "application/xml"}

@@ -16,7 +16,7 @@ from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
 from rest import ADMIN, ALICE, KEY, Answer, basic, call
-from tigase_rest.devtools.prosody import is_privilege_notice
+from tools.prosody import is_privilege_notice
 
 ADMIN_NS = "http://jabber.org/protocol/admin#"
 XML = {"Content-Type": "application/xml"}

@@ -1,22 +1,27 @@
-"""POST /rest/stream against a real Prosody, with a real client on the receiving end.
+"""POST /rest/stream against a real server, with a real client on the receiving end.
 
 The stanzas are the reference documentation's examples (section 2.2.6), with the domain
-example.com replaced by the test server's domain.
+example.com replaced by the test server's domain. Portable tests hold on Prosody and ejabberd.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from xml.etree import ElementTree
 
 import pytest
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
-
-from rest import ADMIN, KEY, basic, call
+from rest import ADMIN, ALICE, KEY, basic, call
 
 XML = {**KEY, "Content-Type": "application/xml"}
+# Every test here holds on Prosody and on ejabberd.
+pytestmark = pytest.mark.portable
+
+CLIENT_NS = "{jabber:client}"
+STANZAS_NS = "{urn:ietf:params:xml:ns:xmpp-stanzas}"
 
 EXAMPLE_1 = """<message xmlns="jabber:client" type="chat" to="test@localhost/resource-1">
     <body>Example message 1</body>
@@ -29,30 +34,72 @@ EXAMPLE_3 = """<message xmlns="jabber:client" type="chat" from="sender@example.c
 </message>"""
 
 
-@pytest.fixture(scope="module", autouse=True)
-def test_user(prosody):
-    prosody.register("test", "testpass")
-
-
 async def post(component, body, *, path="/rest/stream/", auth=ADMIN, headers=XML):
     # headers replace the default key: the access tests send none or a wrong one
     answer = await call(component, "POST", path, body=body, auth=auth, headers={"Api-Key": None, **headers})
     return answer.status, answer.headers, answer.text
 
 
-async def test_reference_examples_reach_the_client(component, xmpp_client):
+async def health(component):
+    answer = await call(component, "GET", "/rest/health?type=application/json", auth=None)
+    return answer.status, answer.json()["health"]
+
+
+async def received(client, component):
+    """The client's next message; on a timeout, fail with what the component logged about the link."""
+    try:
+        return await client.next_message()
+    except asyncio.TimeoutError:
+        pass
+    lines = [line for line in component.log_text().splitlines() if "tigase_rest.xmpp.component" in line]
+    pytest.fail("no message within 5 s; the component's link log:\n" + "\n".join(lines[-8:]))
+
+
+async def test_health_is_200_once_linked_to_the_server(component):
+    status, report = await health(component)
+    assert status == 200
+    assert report["xmpp_link"] == "up" and report["component_jid"] == "http.localhost"
+    assert report["link_connects"] == 1 and report["failed_scripts"] == 0
+
+
+@pytest.mark.parametrize("example, sender, body", [
+    (EXAMPLE_1, "http.localhost", "Example message 1"),
+    (EXAMPLE_2, "http.localhost", "Example message 2"),
+    (EXAMPLE_3, "sender@example.com", "Example message 1"),  # validate_from_addresses / check_from off
+], ids=["to-full-jid", "to-bare-jid", "with-foreign-from"])
+async def test_reference_examples_reach_the_client(component, xmpp_client, example, sender, body):
     test = await xmpp_client("test", resource="resource-1")
-    for example, sender, body in (
-        (EXAMPLE_1, "http.localhost", "Example message 1"),
-        (EXAMPLE_2, "http.localhost", "Example message 2"),
-        (EXAMPLE_3, "sender@example.com", "Example message 1"),
-    ):
-        status, _, text = await post(component, example)
-        assert (status, text) == (200, "")
-        message = await test.next_message()
-        assert message["body"] == body
-        assert message["from"].bare == sender
-        assert message["type"] == "chat"
+    status, _, text = await post(component, example)
+    assert (status, text) == (200, "")
+    message = await received(test, component)
+    assert (message["body"], message["from"].bare, message["type"]) == (body, sender, "chat")
+    # The link must survive the post: ejabberd closes a component stream that sends a stanza
+    # without 'from' (improper-addressing), and a reconnect would show as a second connect.
+    status, report = await health(component)
+    assert (status, report["link_connects"]) == (200, 1), component.log_text()[-3000:]
+
+
+async def test_stanza_without_from_leaves_the_link_up_for_the_next_request(component, xmpp_client):
+    test = await xmpp_client("test", resource="resource-1")
+    assert (await post(component, EXAMPLE_2))[0] == 200
+    # At once, on the same link: a dropped link answers 503 (or loses the message) here.
+    status, _, text = await post(component, EXAMPLE_3)
+    assert status == 200, text
+    bodies = set()
+    for _ in range(2):
+        bodies.add((await received(test, component))["body"])
+    assert bodies == {"Example message 1", "Example message 2"}
+
+
+async def test_admin_role_from_the_server_alone(component_factory):
+    # No [auth] admins: who is an admin is what the server offers each caller's session
+    # (Prosody's admins, ejabberd's acl: admin).
+    component = component_factory(auth={"admins": None})
+    status, _, text = await post(component, EXAMPLE_2, auth=ALICE)
+    assert status == 403
+    assert "alice@localhost is not an admin" in text
+    status, _, text = await post(component, '<iq type="get" to="localhost"><ping xmlns="urn:xmpp:ping"/></iq>')
+    assert status == 200 and 'type="result"' in text
 
 
 async def test_api_key_as_query_parameter_and_to_from_the_url(component, xmpp_client):
@@ -70,14 +117,21 @@ async def test_iq_without_from_returns_the_reply(component):
         component, '<iq type="get" to="localhost" id="ping-1"><ping xmlns="urn:xmpp:ping"/></iq>')
     assert status == 200
     assert headers["Content-Type"] == "application/xml; charset=utf-8"
-    assert 'type="result"' in text and 'id="ping-1"' in text and 'from="localhost"' in text
+    reply = ElementTree.fromstring(text)
+    assert reply.tag == CLIENT_NS + "iq"
+    assert (reply.get("type"), reply.get("id"), reply.get("from")) == ("result", "ping-1", "localhost")
 
 
-async def test_iq_error_reply_is_returned_with_200_as_tigase(component):
+async def test_iq_error_reply_is_returned_with_200_as_tigase(component, xmpp_server):
     status, _, text = await post(
         component, '<iq type="get" to="localhost"><query xmlns="urn:example:unknown"/></iq>')
     assert status == 200
-    assert 'type="error"' in text and "service-unavailable" in text
+    # ejabberd writes the component's <error/> in jabber:component:accept; the API answers jabber:client.
+    reply = ElementTree.fromstring(text)
+    assert (reply.tag, reply.get("type")) == (CLIENT_NS + "iq", "error")
+    error = reply.find(CLIENT_NS + "error")
+    assert error is not None and error.find(STANZAS_NS + "service-unavailable") is not None
+    assert error.findtext(STANZAS_NS + "text") == xmpp_server.unknown_iq_error_text
 
 
 async def test_iq_timeout_is_504(component_factory, xmpp_client):
@@ -130,17 +184,19 @@ async def test_body_over_the_limit_is_413(component_factory):
     assert "larger than 1024" in text
 
 
-async def test_prosody_down_gives_503_then_the_component_reconnects(prosody, component, xmpp_client):
+async def test_server_down_gives_503_then_the_component_reconnects(xmpp_server, component, xmpp_client):
     status, _, _ = await post(component, EXAMPLE_2)  # logs the admin in while the server is up
     assert status == 200
-    prosody.kill()
+    xmpp_server.kill()
     try:
         status, headers, text = await post(component, EXAMPLE_2)
         assert status == 503
         assert headers["Retry-After"].isdigit()
         assert "link is down" in text
+        status, report = await health(component)
+        assert (status, report["xmpp_link"]) == (503, "down")
     finally:
-        prosody.start()
+        await asyncio.to_thread(xmpp_server.start)  # same ports; users are kept (ejabberd: restored)
     bob = await xmpp_client("bob", resource="after-restart")
     deadline = time.monotonic() + 20
     while True:  # the component reconnects on its own, with backoff

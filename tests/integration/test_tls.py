@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from rest import ADMIN, call
-from tigase_rest.devtools.prosody import ProsodyServer
+from tools.prosody import ProsodyServer
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 
 from clients import XmppClient, connect_client
 from rest import ADMIN, ALICE, call
-from tigase_rest.devtools.prosody import ProsodyServer
+from tools.prosody import ProsodyServer
 
 STATUS_URL = "/rest/user/alice@localhost/status"
 EXTERNAL = "alice@localhost/tigase-external"

@@ -80,7 +80,7 @@ def _yaml_list(values: tuple[str, ...] | list[str]) -> str:
 
 # From reference/servers/ejabberd.yml.tmpl (known good on 23.01). @NAME@ placeholders.
 _CONFIG = """\
-# Written by tigase_rest.devtools.ejabberd: a throwaway server, loopback only, no TLS.
+# Written by tools.ejabberd: a throwaway server, loopback only, no TLS.
 loglevel: @LOGLEVEL@
 log_rotate_count: 0
 
@@ -206,8 +206,19 @@ class EjabberdServer:
     """A throwaway ejabberd in ``workdir``: ``start()``, ``register()``, ``stop()``.
 
     The ports (c2s, component, HTTP, Erlang distribution) and the Erlang node name are chosen once,
-    here, and kept across restarts.
+    here, and kept across restarts. Implements tools.servers.XmppServer; the class attributes are
+    ejabberd 23.01's quirks.
     """
+
+    name = "ejabberd"
+    bosh_path = "/bosh"
+    admin_command_count = 21
+    admin_get_user_roster = False
+    user_commands = ("ping",)
+    forbidden_command_text = "Access denied by service policy"
+    unknown_command_error = (404, "item-not-found")
+    unknown_iq_error_text = "No module is handling this query"
+    add_user_note = False
 
     def __init__(
         self,
@@ -243,7 +254,7 @@ class EjabberdServer:
 
     @property
     def bosh_url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}/bosh"
+        return f"http://127.0.0.1:{self.http_port}{self.bosh_path}"
 
     @property
     def running(self) -> bool:
@@ -285,7 +296,7 @@ class EjabberdServer:
             "EJABBERD_BYPASS_WARNINGS": "true",
         }
         self.ctl_config_path.write_text(
-            "# Written by tigase_rest.devtools.ejabberd; sourced by ejabberdctl --ctl-config\n"
+            "# Written by tools.ejabberd; sourced by ejabberdctl --ctl-config\n"
             + "".join(f"{key}={shlex.quote(value)}\n" for key, value in ctl.items()),
             encoding="utf-8",
         )

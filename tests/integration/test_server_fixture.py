@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from tigase_rest.devtools.prosody import ProsodyServer
+import pytest
+
+from tools.servers import XmppServer
+
+pytestmark = pytest.mark.portable
 
 
 async def test_a_chat_message_arrives(xmpp_client) -> None:
@@ -18,16 +22,17 @@ async def test_a_chat_message_arrives(xmpp_client) -> None:
     assert msg["from"].full == alice.jid
 
 
-async def test_restart_after_a_kill_comes_back_on_the_same_ports(prosody: ProsodyServer, xmpp_client) -> None:
-    ports = (prosody.c2s_port, prosody.component_port, prosody.http_port)
+async def test_restart_after_a_kill_comes_back_on_the_same_ports(xmpp_server: XmppServer, xmpp_client) -> None:
+    assert isinstance(xmpp_server, XmppServer)
+    ports = (xmpp_server.c2s_port, xmpp_server.component_port, xmpp_server.http_port)
     try:
-        prosody.kill()
-        assert not prosody.running
+        xmpp_server.kill()
+        assert not xmpp_server.running
     finally:
         # Always bring it back: the server is shared by the whole session.
-        await asyncio.to_thread(prosody.start)
+        await asyncio.to_thread(xmpp_server.start)
 
-    assert prosody.running
-    assert (prosody.c2s_port, prosody.component_port, prosody.http_port) == ports
+    assert xmpp_server.running
+    assert (xmpp_server.c2s_port, xmpp_server.component_port, xmpp_server.http_port) == ports
     bob = await xmpp_client("bob")
     assert bob.jid.startswith("bob@localhost/")

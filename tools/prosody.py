@@ -112,7 +112,7 @@ MODULES = (
 )
 
 _CONFIG = """\
--- Written by tigase_rest.devtools.prosody: a throwaway server, loopback only.
+-- Written by tools.prosody: a throwaway server, loopback only.
 run_as_root = true  -- as root, Prosody otherwise logs "Refusing to run as root" and hangs; prosodyctl needs it too
 pidfile = {pidfile}
 data_path = {data}
@@ -179,7 +179,18 @@ class ProsodyServer:
 
     The ports are picked once, so ``stop()``/``kill()`` then ``start()`` brings the server back
     on the same ports with the same data (users, rosters, offline messages).
+    Implements tools.servers.XmppServer; the class attributes are Prosody 0.12's quirks.
     """
+
+    name = "prosody"
+    bosh_path = "/http-bind"
+    admin_command_count = 9
+    admin_get_user_roster = True
+    user_commands = ("uptime",)
+    forbidden_command_text = "You don't have permission to execute this command"
+    unknown_command_error = (503, "service-unavailable")
+    unknown_iq_error_text = None
+    add_user_note = True
 
     def __init__(
         self,
@@ -213,7 +224,7 @@ class ProsodyServer:
 
     @property
     def bosh_url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}/http-bind"
+        return f"http://127.0.0.1:{self.http_port}{self.bosh_path}"
 
     @property
     def running(self) -> bool:

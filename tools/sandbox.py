@@ -1,6 +1,6 @@
 """``make run``: a throwaway Prosody, tigase-rest in front of it and bob online, until Ctrl-C.
 
-    python -m tigase_rest.devtools.sandbox
+    python -m tools.sandbox
 
 Everything lives in ./run of the repo (Prosody's data is wiped at each start). The component
 runs as a child process with its output in this terminal; every message bob receives is
@@ -24,7 +24,7 @@ from slixmpp.stanza import Message
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
-from tigase_rest.devtools.prosody import (
+from tools.prosody import (
     ProsodyServer,
     http_status,
     is_privilege_notice,
@@ -34,7 +34,7 @@ from tigase_rest.devtools.prosody import (
     write_toml,
 )
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 RUN_DIR = REPO / "run"
 USERS = {"admin": "adminpass", "alice": "alicepass", "bob": "bobpass"}
 API_KEY = "sandbox-key"
