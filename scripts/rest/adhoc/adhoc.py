@@ -7,8 +7,8 @@ multi-stage commands. XMPP errors become HTTP statuses with the condition and te
 (Tigase: a bare 404).
 """
 
-from tigase_rest import bosh
 from tigase_rest.errors import HttpError
+from tigase_rest.features.bosh import BoshPrebinding
 from tigase_rest.handlers import Handler
 from tigase_rest.xmpp.forms import command_iq, command_result, commands_list, disco_commands_iq, parse_command_request
 from tigase_rest.xmpp.stanzas import parse_jid, raise_for_error
@@ -45,7 +45,7 @@ class AdHocCommands(Handler):
     async def exec_get(self, service, callback, user, local, domain, resource):
         jid = target(local, domain, resource)
         if jid == bosh_jid(service):
-            return bosh.commands_list(jid)
+            return BoshPrebinding(service.config.xmpp).commands_list(jid)
         reply = await service.caller_request(disco_commands_iq(jid))
         return commands_list(raise_for_error(reply, jid))
 
@@ -53,10 +53,11 @@ class AdHocCommands(Handler):
         jid = target(local, domain, resource)
         request = parse_command_request(content)
         if jid == bosh_jid(service):
-            if request["node"] != bosh.NODE:
-                raise HttpError(404, f"{jid} has no command {request['node']!r}, only {bosh.NODE!r}",
+            prebinding = BoshPrebinding(service.config.xmpp)
+            if request["node"] != prebinding.NODE:
+                raise HttpError(404, f"{jid} has no command {request['node']!r}, only {prebinding.NODE!r}",
                                 condition="item-not-found")
-            return await bosh.execute(service, jid, request)
+            return await prebinding.execute(jid, request, *service.caller_credentials(), service.caller.is_admin)
         reply = await service.caller_request(command_iq(jid, request))
         return command_result(jid, request["node"], raise_for_error(reply, jid))
 

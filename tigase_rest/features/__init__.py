@@ -1,0 +1,1 @@
+"""One package per feature: stanzas (pure), state/store, request validation, service."""
