@@ -192,8 +192,11 @@ async def _login(bosh: "BoshClient", user: JID, login: JID, password: str, resou
             raise PrebindRefused(NOT_SUPPORTED, f"the server refused {login.bare} logging in as {user.bare} ({why})") from None
         raise bosh.failed(f"refused the login of {login.bare} ({why}), which the c2s login accepted") from None
     except NoMechanism as e:
-        raise bosh.failed(f"offers no SASL mechanism we may use (offered: {', '.join(e.offered) or 'none'}); PLAIN "
-                          f"only over HTTPS or when the server offers it over HTTP") from None
+        hint = ("a server that requires encryption offers none over plain HTTP: use an https bosh_url (Prosody "
+                "behind a TLS proxy: consider_bosh_secure = true)" if not e.offered else
+                "PLAIN only over HTTPS or when the server offers it over HTTP")
+        raise bosh.failed(f"offers no SASL mechanism we may use (offered: {', '.join(e.offered) or 'none'}); "
+                          f"{hint}") from None
     except BadSignature:
         raise bosh.failed("answered with a SCRAM signature that did not verify: it may not be the server "
                           "holding this account") from None
