@@ -138,7 +138,6 @@ http_default_host = {domain}
 -- without tls: allow PLAIN over plain c2s; BOSH stays plain HTTP either way
 c2s_require_encryption = {require_encryption}
 allow_unencrypted_plain_auth = {plain_auth}
-consider_bosh_secure = true
 authentication = {auth}
 
 limits = {{ }}  -- no rate limits: load tests must not be throttled

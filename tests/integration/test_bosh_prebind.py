@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from rest import ADMIN, ALICE, call
-from tigase_rest.bosh import INVALID_DATA, NO_PERMISSION, NOT_SUPPORTED
+from tigase_rest.features.bosh import INVALID_DATA, NO_PERMISSION, NOT_SUPPORTED
 
 URL = "/rest/adhoc/bosh@localhost"
 NODE = "pre-bind-bosh-session"

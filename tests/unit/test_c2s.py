@@ -12,7 +12,6 @@ import base64
 import contextlib
 import gc
 import hashlib
-import hmac
 import logging
 import re
 import socket
@@ -23,6 +22,7 @@ from xml.etree import ElementTree
 from xml.etree.ElementTree import Element, SubElement
 
 import pytest
+from scramp import ScramException, ScramMechanism
 from slixmpp.jid import JID
 
 from tigase_rest.config import Config, XmppConfig
@@ -133,35 +133,11 @@ class FakeServer:
             raise self.failures[0]
 
 
-class ScramServer:
-    """The server side of SCRAM, written from RFC 5802 for the test (independent of scram.py)."""
-
-    def __init__(self, hash_name: str, password: str):
-        self.hash_name = hash_name
-        salted = hashlib.pbkdf2_hmac(hash_name, password.encode(), SALT, ITERATIONS)
-        self.client_key = self.mac(salted, b"Client Key")
-        self.stored_key = hashlib.new(hash_name, self.client_key).digest()
-        self.server_key = self.mac(salted, b"Server Key")
-
-    def mac(self, key: bytes, msg: bytes) -> bytes:
-        return hmac.new(key, msg, self.hash_name).digest()
-
-    def first(self, client_first: bytes) -> bytes:
-        assert client_first.startswith(b"n,,"), client_first
-        self.client_first_bare = client_first[3:]
-        attrs = dict(part.split(b"=", 1) for part in self.client_first_bare.split(b","))
-        self.user = attrs[b"n"]
-        self.server_first = (b"r=" + attrs[b"r"] + b"server-nonce,s=" + base64.b64encode(SALT)
-                             + b",i=" + str(ITERATIONS).encode())
-        return self.server_first
-
-    def final(self, client_final: bytes) -> tuple[bool, bytes]:
-        without_proof, proof = client_final.rsplit(b",p=", 1)
-        auth_message = self.client_first_bare + b"," + self.server_first + b"," + without_proof
-        signature = self.mac(self.stored_key, auth_message)
-        client_key = bytes(a ^ b for a, b in zip(base64.b64decode(proof), signature))
-        valid = hashlib.new(self.hash_name, client_key).digest() == self.stored_key
-        return valid, b"v=" + base64.b64encode(self.mac(self.server_key, auth_message))
+def scram_server(mechanism: str, password: str):
+    """The server side of SCRAM: scramp's, holding ``password`` for every user."""
+    scheme = ScramMechanism(mechanism)
+    auth_info = scheme.make_auth_info(password, iteration_count=ITERATIONS, salt=SALT)
+    return scheme.make_server(lambda _user: auth_info)
 
 
 def b64(data: bytes) -> str:
@@ -179,12 +155,15 @@ async def sasl(conn: Conn, *, password: str = PASSWORD, tamper_signature: bool =
         valid = unb64(auth) == b"\0user\0" + password.encode()
         conn.send(f"<success xmlns='{SASL}'/>" if valid else f"<failure xmlns='{SASL}'><not-authorized/></failure>")
         return auth
-    scram = ScramServer({"SCRAM-SHA-1": "sha1", "SCRAM-SHA-256": "sha256"}[auth.get("mechanism")], password)
-    conn.send(f"<challenge xmlns='{SASL}'>{b64(scram.first(unb64(auth)))}</challenge>")
-    valid, server_final = scram.final(unb64(await conn.expect_element("response")))
-    if not valid:
+    scram = scram_server(auth.get("mechanism"), password)
+    scram.set_client_first(unb64(auth).decode())
+    conn.send(f"<challenge xmlns='{SASL}'>{b64(scram.get_server_first().encode())}</challenge>")
+    try:
+        scram.set_client_final(unb64(await conn.expect_element("response")).decode())
+    except ScramException:
         conn.send(f"<failure xmlns='{SASL}'><not-authorized/></failure>")
         return auth
+    server_final = scram.get_server_final().encode()
     if tamper_signature:
         server_final = b"v=" + b64(hashlib.sha1(b"not the key").digest()).encode()
     conn.send(f"<success xmlns='{SASL}'>{b64(server_final)}</success>")

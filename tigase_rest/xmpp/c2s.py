@@ -12,8 +12,8 @@ TLS is an ``ssl.SSLObject`` over memory BIOs in this protocol, not ``loop.start_
 SSL transport allocates a 256 KiB read buffer per connection, four times the whole budget of a
 session.
 
-Only what a caller session needs: STARTTLS or direct TLS, SASL (SCRAM-SHA-256, SCRAM-SHA-1,
-PLAIN), resource binding and the legacy session IQ. No presence is sent and no roster requested.
+Only what a caller session needs: STARTTLS or direct TLS, then the login of ``login.py`` (SASL
+SCRAM-SHA-256, SCRAM-SHA-1 or PLAIN, resource binding, the legacy session IQ), driven here. No presence is sent and no roster requested.
 IQ requests to the server are answered with service-unavailable (servers ping clients);
 messages and presences are ignored.
 """
@@ -21,8 +21,6 @@ messages and presences are ignored.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
 import re
 import secrets
@@ -34,37 +32,26 @@ from slixmpp.jid import JID
 
 from .. import errors
 from ..coding import local_name
-from . import scram
 from .iq import IqTracker
+from .login import (BOUND, DERIVE, RESTART, STARTTLS, STREAMS_NS, WAIT, BadSignature, Login, LoginError,
+                    NoMechanism, NoStartTls, Step)
 from .stanzas import CLIENT_NS, STANZAS_NS, error_of, serialize
 
 log = logging.getLogger(__name__)
 
-STREAMS_NS = "http://etherx.jabber.org/streams"
-TLS_NS = "urn:ietf:params:xml:ns:xmpp-tls"
 SASL_NS = "urn:ietf:params:xml:ns:xmpp-sasl"
-BIND_NS = "urn:ietf:params:xml:ns:xmpp-bind"
-SESSION_NS = "urn:ietf:params:xml:ns:xmpp-session"
 
 STREAM = f"{{{STREAMS_NS}}}stream"
-FEATURES = f"{{{STREAMS_NS}}}features"
 STREAM_ERROR = f"{{{STREAMS_NS}}}error"
 IQ = f"{{{CLIENT_NS}}}iq"
 
 # What one incoming stanza may make us buffer: past it the server is misbehaving and the session
 # is closed, so it cannot grow our memory without limit.
 MAX_STANZA_BYTES = 16 * 1024 * 1024
-# Below this many SCRAM iterations the derivation (~0.25 µs each) runs inline: cheaper than a
-# thread hop. Above it, a thread keeps the event loop free.
-INLINE_ITERATIONS = 20_000
 _READ_CHUNK = 16 * 1024 + 1  # more than a TLS record's plaintext
 # What goes into a memory BIO at a time: a BIO keeps the largest size it ever grew to, and a
 # 256 KiB read from the socket (or a big request) would stay allocated for the session's life.
 _TLS_SLICE = 4096
-
-
-class AuthFailed(Exception):
-    """The server refused the credentials."""
 
 
 class SessionClosed(errors.HttpError):
@@ -138,10 +125,9 @@ class ClientStream(asyncio.Protocol):
         self._alive = True
 
     async def _login(self, password: str, host: str, port: int, tls: str, ssl_context: ssl.SSLContext) -> None:
-        try:
-            username, secret = scram.saslprep(self.jid.user), scram.saslprep(password)
-        except ValueError:  # no server can hold such a password (it applies SASLprep too)
-            raise AuthFailed() from None
+        # SASLprep happens here, before any connection: a password it refuses is an AuthFailed.
+        login = Login(self.jid.user, password, resource="tigase-rest-" + secrets.token_hex(4),
+                      starttls=tls == "starttls", secure=tls == "direct", plain_in_clear=tls == "none")
         del password
         domain = self.jid.domain
         self._inbox = []
@@ -152,119 +138,45 @@ class ClientStream(asyncio.Protocol):
                                    condition="service-unavailable", headers={"Retry-After": "5"}) from None
         if tls == "direct":
             await self._start_tls(ssl_context, domain)
-        features = await self._open_stream(domain)
-        if tls == "starttls":
-            if features.find(f"{{{TLS_NS}}}starttls") is None:
-                raise errors.HttpError(502, "The XMPP server does not offer STARTTLS on its c2s port, and "
-                                            "xmpp.c2s_tls = \"starttls\" requires it")
-            self._write(f"<starttls xmlns='{TLS_NS}'/>")
-            answer = await self._next()
-            if answer.tag != f"{{{TLS_NS}}}proceed":
-                raise errors.HttpError(502, "The XMPP server refused STARTTLS")
-            await self._start_tls(ssl_context, domain)
-            features = await self._open_stream(domain)
-        await self._authenticate(features, username, secret, plain_allowed=self._tls is not None or tls == "none")
-        del secret
-        features = await self._open_stream(domain)
-        await self._bind(features)
+        self._open_stream(domain)
+        try:
+            step = Step(WAIT)
+            while step.state != BOUND:
+                if step.send:
+                    self._write(step.send, secret=step.secret)
+                if step.state == DERIVE:
+                    step = login.derive() if login.derive_inline else await asyncio.to_thread(login.derive)
+                    continue
+                if step.state == STARTTLS:
+                    await self._start_tls(ssl_context, domain)
+                if step.state in (STARTTLS, RESTART):
+                    self._open_stream(domain)
+                step = login.receive(await self._next())
+        except NoStartTls as e:
+            if e.refused:
+                raise errors.HttpError(502, "The XMPP server refused STARTTLS") from None
+            raise errors.HttpError(502, "The XMPP server does not offer STARTTLS on its c2s port, and "
+                                        "xmpp.c2s_tls = \"starttls\" requires it") from None
+        except NoMechanism:
+            raise errors.HttpError(502, "The XMPP server offers no login method we may use (is TLS required?)") from None
+        except BadSignature:
+            raise errors.HttpError(502, "The XMPP server's SCRAM signature did not verify: it may not be the "
+                                        "server holding this account (server signature did not verify)") from None
+        except LoginError as e:
+            raise _bad_server(e.reason) from None
+        self.bound = login.jid
         for item in self._inbox:  # the stream may have ended right after the bind answer
             if isinstance(item, BaseException):
                 raise item
         self._drop_parser()
 
-    async def _authenticate(self, features: Element, username: bytes, secret: bytes, plain_allowed: bool) -> None:
-        offered = {(m.text or "").strip() for m in features.iter(f"{{{SASL_NS}}}mechanism")}
-        mechanism = next((m for m in scram.MECHANISMS if m in offered), None)
-        if mechanism is None and plain_allowed and "PLAIN" in offered:
-            mechanism = "PLAIN"
-        if mechanism is None:
-            raise errors.HttpError(502, "The XMPP server offers no login method we may use (is TLS required?)")
-        # Exactly one attempt: a <failure/> is the answer, and trying the next mechanism would
-        # double the failures the server counts against this account.
-        if mechanism == "PLAIN":
-            self._send_sasl("auth", b"\0" + username + b"\0" + secret, mechanism)
-            await self._sasl_outcome()
-            return
-        exchange = scram.Scram(mechanism, username)
-        self._send_sasl("auth", exchange.client_first(), mechanism)
-        try:
-            salt, iterations = exchange.read_server_first(await self._sasl_challenge())
-        except scram.ScramError as e:
-            raise _bad_server(f"SCRAM: {e}") from None
-        if iterations <= INLINE_ITERATIONS:
-            salted = scram.salted_password(exchange.hash_name, secret, salt, iterations)
-        else:
-            salted = await asyncio.to_thread(scram.salted_password, exchange.hash_name, secret, salt, iterations)
-        self._send_sasl("response", exchange.client_final(salted))
-        final = await self._sasl_outcome()
-        if not exchange.verify(final):
-            raise errors.HttpError(502, "The XMPP server's SCRAM signature did not verify: it may not be the "
-                                        "server holding this account (server signature did not verify)")
-
-    def _send_sasl(self, name: str, data: bytes, mechanism: str = "") -> None:
-        payload = base64.b64encode(data).decode("ascii") or "="
-        attr = f" mechanism='{mechanism}'" if mechanism else ""
-        self._write(f"<{name} xmlns='{SASL_NS}'{attr}>{payload}</{name}>", secret=True)
-
-    async def _sasl_challenge(self) -> bytes:
-        element = await self._next()
-        if element.tag == f"{{{SASL_NS}}}failure":
-            raise AuthFailed()
-        if element.tag != f"{{{SASL_NS}}}challenge":
-            raise _bad_server(f"<{local_name(element.tag)}/> where a SASL challenge was due")
-        return _sasl_data(element)
-
-    async def _sasl_outcome(self) -> bytes:
-        """The server's final SASL data: from <success/>, or from a last challenge before it."""
-        final = b""
-        while True:
-            element = await self._next()
-            if element.tag == f"{{{SASL_NS}}}success":
-                return _sasl_data(element) or final
-            if element.tag == f"{{{SASL_NS}}}failure":
-                raise AuthFailed()
-            if element.tag != f"{{{SASL_NS}}}challenge" or final:
-                raise _bad_server(f"unexpected <{local_name(element.tag)}/> at the end of SASL")
-            final = _sasl_data(element)
-            self._send_sasl("response", b"")
-
-    async def _bind(self, features: Element) -> None:
-        if features.find(f"{{{BIND_NS}}}bind") is None:
-            raise _bad_server("no resource binding offered")
-        resource = "tigase-rest-" + secrets.token_hex(4)
-        self._write(f"<iq type='set' id='bind-1'><bind xmlns='{BIND_NS}'><resource>{resource}</resource></bind></iq>")
-        reply = await self._reply("bind-1", "resource binding")
-        jid = reply.find(f"{{{BIND_NS}}}bind/{{{BIND_NS}}}jid")
-        if jid is None or not (jid.text or "").strip():
-            raise _bad_server("the resource binding answer names no JID")
-        self.bound = jid.text.strip()
-        session = features.find(f"{{{SESSION_NS}}}session")
-        # RFC 3921's session IQ: only servers that still require it get it (RFC 6121 dropped it).
-        if session is not None and session.find(f"{{{SESSION_NS}}}optional") is None:
-            self._write(f"<iq type='set' id='session-1'><session xmlns='{SESSION_NS}'/></iq>")
-            await self._reply("session-1", "session establishment")
-
-    async def _reply(self, stanza_id: str, what: str) -> Element:
-        while True:
-            element = await self._next()
-            if element.tag != IQ or element.get("id") != stanza_id:
-                continue  # nothing else is ours during login
-            if element.get("type") == "result":
-                return element
-            condition, text = error_of(element)
-            raise _bad_server(f"{what} refused ({condition or 'no condition'}{': ' + text if text else ''})")
-
-    async def _open_stream(self, domain: str) -> Element:
-        """A new stream (the first, or the restart after TLS and SASL); its features."""
+    def _open_stream(self, domain: str) -> None:
+        """A new stream (the first, or the restart after TLS and SASL): its features come next."""
         # "start-ns" for the header's declarations; parsers made after it need no such events.
         self._parser = XMLPullParser(("start", "end", "start-ns"))
         self._header, self._root, self._depth, self._since, self._idle = b"", None, 0, 0, False
         self._write(f"<?xml version='1.0'?><stream:stream xmlns='{CLIENT_NS}' xmlns:stream='{STREAMS_NS}' "
                     f"to={quoteattr(domain)} version='1.0'>")
-        features = await self._next()
-        if features.tag != FEATURES:
-            raise _bad_server(f"<{local_name(features.tag)}/> where the stream features were due")
-        return features
 
     async def _next(self):
         """The next top-level element (or the end of a TLS handshake) during login."""
@@ -508,12 +420,3 @@ def _ends_with_a_whole_tag(data: bytes) -> bool:
     last = data.rfind(b"<")
     return last >= 0 and _WHOLE_LAST_TAG.match(data, last) is not None
 
-
-def _sasl_data(element: Element) -> bytes:
-    text = (element.text or "").strip()
-    if text in ("", "="):
-        return b""
-    try:
-        return base64.b64decode(text, validate=True)
-    except binascii.Error:
-        raise _bad_server("SASL data is not base64") from None

@@ -25,7 +25,8 @@ from slixmpp.jid import JID
 
 from .. import errors
 from ..config import Config
-from .c2s import AuthFailed, ClientStream, SessionClosed
+from .c2s import ClientStream, SessionClosed
+from .login import AuthFailed
 
 log = logging.getLogger(__name__)
 

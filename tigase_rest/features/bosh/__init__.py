@@ -1,19 +1,10 @@
-"""TEMPORARY shim until the login-stack branch lands features/bosh (replaced at merge)."""
-from types import SimpleNamespace
+"""BOSH pre-binding (Tigase's ``pre-bind-bosh-session`` on ``bosh@<domain>``): see ``service``."""
 
-from ... import bosh as _bosh
+from .request import DEFAULT_HOLD, DEFAULT_WAIT, MAX_HOLD, MAX_WAIT, parse_count, parse_user
+from .service import BoshClient, BoshPrebinding, PrebindRefused, prebind
+from .stanzas import (DOMAIN_UNKNOWN, INVALID_DATA, NO_PERMISSION, NODE, NOT_SUPPORTED, BoshTerminated, Prebound,
+                      parse_body)
 
-
-class BoshPrebinding:
-    NODE = _bosh.NODE
-
-    def __init__(self, xmpp):
-        self._xmpp = xmpp
-
-    def commands_list(self, jid):
-        return _bosh.commands_list(jid)
-
-    async def execute(self, jid, request, login, password, login_is_admin):
-        svc = SimpleNamespace(config=SimpleNamespace(xmpp=self._xmpp), caller_credentials=lambda: (login, password),
-                              caller=SimpleNamespace(is_admin=login_is_admin))
-        return await _bosh.execute(svc, jid, request)
+__all__ = ["BoshClient", "BoshPrebinding", "BoshTerminated", "DEFAULT_HOLD", "DEFAULT_WAIT", "DOMAIN_UNKNOWN",
+           "INVALID_DATA", "MAX_HOLD", "MAX_WAIT", "NODE", "NOT_SUPPORTED", "NO_PERMISSION", "PrebindRefused",
+           "Prebound", "parse_body", "parse_count", "parse_user", "prebind"]
