@@ -34,6 +34,7 @@ from .features.avatar.stanzas import Image as AvatarImage
 from .features.avatar.stanzas import Link as AvatarLink
 from .features.avatar.stanzas import etag, etag_matches
 from .features.presence.request import DEFAULT_RESOURCE, Status, parse_status
+from .features.presence.request import check_resource as check_status_resource
 from .handlers import Handler, Result
 from .service import Service
 from .xmpp.forms import command_iq, command_result, commands_list, disco_commands_iq, parse_command_request
@@ -54,5 +55,5 @@ __all__ = [
     "command_iq", "command_result", "commands_list", "disco_commands_iq", "parse_command_request",
     # features
     "avatar_request", "AvatarImage", "AvatarLink", "AvatarNotModified", "etag", "etag_matches",
-    "DEFAULT_RESOURCE", "Status", "parse_status",
+    "DEFAULT_RESOURCE", "Status", "parse_status", "check_status_resource",
 ]

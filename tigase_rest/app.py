@@ -107,7 +107,8 @@ async def serve(config: Config, config_path: Path | None = None,
         x = config.xmpp
         link = ComponentLink(x, plugins=commands.PLUGINS)
         privileges = PrivilegeTracker(link, x.domain)
-        statuses = ExternalStatuses(link, x.domain, privileges, StatusStore(config.data_path / STORE_NAME))
+        statuses = ExternalStatuses(link, x.domain, privileges, StatusStore(config.data_path / STORE_NAME),
+                                    config.presence.max_statuses_per_user, config.presence.max_statuses)
         pool = CallerPool(config)
         reloader = Reloader(Current(config, load_routes(config.scripts_path), ApiKeyChecker(config.auth)),
                             config_path, pool, redactor)

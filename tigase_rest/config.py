@@ -45,6 +45,8 @@ class XmppConfig:
     bosh_url: str = ""
     iq_timeout: float = 30.0
     reconnect_max_delay: float = 30.0
+    # No stanza the component writes may be larger: the server would close the whole stream.
+    max_stanza_bytes: int = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,13 @@ class StorageConfig:
 
 
 @dataclass(frozen=True)
+class PresenceConfig:
+    # External user statuses (/rest/user/{jid}/status): each is kept, and re-sent on every reconnect.
+    max_statuses_per_user: int = 10
+    max_statuses: int = 10_000
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
 
@@ -94,6 +103,7 @@ class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    presence: PresenceConfig = field(default_factory=PresenceConfig)
     log: LogConfig = field(default_factory=LogConfig)
     base_dir: Path = Path(".")  # relative paths (scripts_dir, files) resolve against the config's folder
 
@@ -110,7 +120,8 @@ class Config:
         return (self.base_dir / self.http.scripts_dir).resolve()
 
 
-SECTIONS = {"xmpp": XmppConfig, "http": HttpConfig, "auth": AuthConfig, "storage": StorageConfig, "log": LogConfig}
+SECTIONS = {"xmpp": XmppConfig, "http": HttpConfig, "auth": AuthConfig, "storage": StorageConfig,
+            "presence": PresenceConfig, "log": LogConfig}
 
 
 def load(path: str | os.PathLike | None, env: Mapping[str, str] | None = None) -> Config:
@@ -263,6 +274,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"xmpp.bosh_url must be an http(s) URL, not {x.bosh_url!r}")
     if x.iq_timeout <= 0:
         raise ConfigError("xmpp.iq_timeout must be > 0 seconds")
+    if x.max_stanza_bytes < 4096:
+        raise ConfigError(f"xmpp.max_stanza_bytes must be at least 4096, not {x.max_stanza_bytes}")
+    if cfg.presence.max_statuses_per_user < 1 or cfg.presence.max_statuses < 1:
+        raise ConfigError("presence.max_statuses_per_user and presence.max_statuses must be >= 1")
     if not h.context_path.startswith("/") or (h.context_path != "/" and h.context_path.endswith("/")):
         raise ConfigError(f"http.context_path must start with / and not end with /, not {h.context_path!r}")
     if h.max_body_bytes <= 0:

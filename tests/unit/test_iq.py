@@ -107,11 +107,50 @@ async def test_a_reply_from_another_entity_is_not_taken_for_the_answer(tracker, 
     assert len(tracker) == 0
 
 
-async def test_a_reply_from_a_full_jid_of_the_addressee_is_accepted(tracker, wire):
+async def test_a_reply_from_the_addressee_in_another_spelling_is_accepted(tracker, wire):
     pending = asyncio.ensure_future(tracker.request(ping(to="bob@example.com"), timeout=5))
     await asyncio.sleep(0)
-    tracker.take(reply(wire.last_id(), sender="Bob@Example.com/phone"))
+    tracker.take(reply(wire.last_id(), sender="Bob@Example.com"))
     assert (await pending).get("type") == "result"
+
+
+async def test_a_reply_from_a_resource_of_a_bare_addressee_is_not_the_answer(tracker, wire):
+    # The server answers for a bare JID itself: one of the account's clients cannot answer in its place.
+    pending = asyncio.ensure_future(tracker.request(ping(to="bob@example.com"), timeout=0.2))
+    await asyncio.sleep(0)
+    assert tracker.take(reply(wire.last_id(), sender="bob@example.com/phone")) is True
+    with pytest.raises(HttpError) as e:
+        await pending
+    assert e.value.status == 504
+
+
+async def test_a_reply_from_the_exact_full_jid_is_accepted(tracker, wire):
+    pending = asyncio.ensure_future(tracker.request(ping(to="bob@example.com/phone"), timeout=5))
+    await asyncio.sleep(0)
+    tracker.take(reply(wire.last_id(), sender="bob@example.com/phone"))
+    assert (await pending).get("type") == "result"
+
+
+def test_a_stanza_over_the_limit_is_413_and_nothing_is_written(wire):
+    tracker = IqTracker(wire, NS, lambda: "example.com", max_stanza_bytes=1000)
+    small = Element("message", {"to": "bob@example.com"})
+    SubElement(small, "body").text = "x" * 100
+    tracker.send(small)
+    big = Element("message", {"to": "bob@example.com"})
+    SubElement(big, "body").text = "\u00e9" * 480  # 480 characters: 960 bytes of UTF-8, plus the envelope
+    with pytest.raises(HttpError) as e:
+        tracker.send(big)
+    assert e.value.status == 413 and "at most 1000" in e.value.reason and "xmpp.max_stanza_bytes" in e.value.reason
+    assert len(wire.writes) == 1
+
+
+async def test_an_iq_over_the_limit_is_413_and_leaves_nothing_pending(wire):
+    tracker = IqTracker(wire, NS, lambda: "example.com", max_stanza_bytes=200)
+    iq = ping()
+    iq[0].text = "x" * 300
+    with pytest.raises(HttpError) as e:
+        await tracker.request(iq, timeout=5)
+    assert e.value.status == 413 and wire.writes == [] and len(tracker) == 0
 
 
 def test_other_stanzas_are_not_taken(tracker):

@@ -69,11 +69,20 @@ def test_priority_as_text_or_number():
 
 
 def test_offline_and_activity():
-    status = parse_status({"available": "False", "activity": {"category": "relaxing", "type": "partying",
-                                                               "text": "Party!"}})
-    assert status == Status(available=False, activity=Activity("relaxing", "partying", "Party!"))
+    status = parse_status({"activity": {"category": "relaxing", "type": "partying", "text": "Party!"}})
+    assert status == Status(activity=Activity("relaxing", "partying", "Party!"))
+    # withdrawing sends a bare unavailable presence: nothing else is read, so nothing else can refuse it
+    assert parse_status({"available": "False", "status": "x" * 600_000, "show": "nonsense"}) == Status(available=False)
     # a flat body with only an activity is not mistaken for a wrapper
     assert parse_status({"activity": {"category": "working"}}).activity == Activity("working")
+
+
+def test_text_fields_are_bounded():
+    assert parse_status({"status": "x" * 1024}).status == "x" * 1024
+    for content in ({"status": "x" * 1025}, {"activity": {"category": "working", "text": "y" * 5000}}):
+        with pytest.raises(HttpError) as e:
+            parse_status(content)
+        assert e.value.status == 400 and "at most 1024" in e.value.reason
 
 
 @pytest.mark.parametrize("content, reason", [
@@ -299,3 +308,43 @@ async def test_every_connect_reads_the_rosters_and_announces_the_stored_statuses
     statuses._on_presence(presence_stanza("carol@localhost/pc"))  # after it: sent to that resource
     assert link.take() == {("alice@localhost/r", "carol@localhost/pc", None, "chat")}
     await statuses.close()
+
+
+def test_rows_that_could_not_be_sent_are_skipped_on_load(tmp_path, caplog):
+    path = tmp_path / "statuses.sqlite3"
+    store = StatusStore(path)
+    store.put("alice@localhost", "good", Status(show="xa"))
+    store.put("alice@localhost", "huge", Status(status="x" * 600_000))  # as an older version stored it
+    store.put("bob@localhost", "odd", Status(show="sleeping"))
+    store.put("carol@localhost", "r" * 300, Status())
+    store.close()
+    assert StatusStore(path).load() == {"alice@localhost": {"good": Status(show="xa")}}
+    skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert len(skipped) == 3 and any("alice@localhost/huge" in m and "at most 1024" in m for m in skipped)
+
+
+async def test_a_user_the_server_does_not_know_is_404_and_nothing_is_kept(tmp_path):
+    empty = '<iq xmlns="jabber:component:accept" type="result"><query xmlns="jabber:iq:roster"/></iq>'
+    statuses, link = manager(tmp_path, {"nobody@localhost": empty, "localhost": NO_SUCH_USER})
+    with pytest.raises(HttpError) as e:
+        await statuses.set("nobody@localhost", "r", Status(status="spam"))
+    assert e.value.status == 404 and "nobody@localhost has no account" in e.value.reason
+    assert link.sent == [] and statuses.store.load() == {} and statuses._contacts == {}
+
+
+async def test_statuses_per_user_and_in_all_are_bounded(tmp_path):
+    statuses, link = manager(tmp_path, {"alice@localhost": ROSTER, "bob@localhost": ROSTER})
+    statuses.max_per_user, statuses.max_total = 2, 3
+    for resource in ("a", "b"):
+        assert (await statuses.set("alice@localhost", resource, Status())).success
+    with pytest.raises(HttpError) as e:
+        await statuses.set("alice@localhost", "c", Status())
+    assert e.value.status == 409 and "max_statuses_per_user" in e.value.reason
+    assert (await statuses.set("alice@localhost", "a", Status(show="dnd"))).success  # an update takes no room
+    assert (await statuses.set("bob@localhost", "a", Status())).success
+    with pytest.raises(HttpError) as e:
+        await statuses.set("bob@localhost", "b", Status())
+    assert e.value.status == 409 and "max_statuses)" in e.value.reason
+    await statuses.set("alice@localhost", "b", Status(available=False))  # withdrawing makes room again
+    assert (await statuses.set("bob@localhost", "b", Status())).success
+    assert sorted(statuses.store.load()["bob@localhost"]) == ["a", "b"]

@@ -76,7 +76,8 @@ class ComponentLink:
         xmpp.add_event_handler("disconnected", self._on_down)
         xmpp.add_event_handler("connection_failed", self._on_down)
         xmpp.add_event_handler("stream_error", self._on_stream_error)
-        self._iqs = xmpp.replies = iqs = IqTracker(xmpp.send_raw, COMPONENT_NS, lambda: self.config.domain)
+        self._iqs = xmpp.replies = iqs = IqTracker(xmpp.send_raw, COMPONENT_NS, lambda: self.config.domain,
+                                                   c.max_stanza_bytes)
         if not hasattr(ComponentXMPP, "_spawn_event"):
             # A slixmpp that no longer calls _spawn_event: replies are matched in a filter instead
             # (else every other stanza would be offered to the tracker twice).

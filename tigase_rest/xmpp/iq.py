@@ -4,7 +4,7 @@ The stream hands every top-level element it receives to :meth:`IqTracker.take` b
 else looks at it: a reply is matched in one dict lookup (slixmpp's own per-IQ handlers are scanned
 linearly, after a stanza object is built). The id on the wire is ours, so two HTTP requests
 that reuse an id never collide; the caller's id is put back on the reply. A reply is accepted only
-from the entity the request went to.
+from the exact address the request went to.
 """
 
 from __future__ import annotations
@@ -27,16 +27,22 @@ log = logging.getLogger(__name__)
 # Requests waiting for a reply on one stream. Past it, new ones get 503 at once: memory stays
 # bounded however many requests an entity that never answers collects (each waits iq_timeout).
 MAX_PENDING = 10_000
+# What servers take in one stanza before they close the whole stream (Prosody: 256 KiB on c2s,
+# 512 KiB on components; ejabberd's max_stanza_size is often 256 KiB): xmpp.max_stanza_bytes.
+DEFAULT_MAX_STANZA_BYTES = 256 * 1024
 
 
 class IqTracker:
-    def __init__(self, write: Callable[[str], None], namespace: str, own_origin: Callable[[], str]):
+    def __init__(self, write: Callable[[str], None], namespace: str, own_origin: Callable[[], str],
+                 max_stanza_bytes: int = DEFAULT_MAX_STANZA_BYTES):
         """``write(text)`` puts serialized XML on the stream. ``own_origin()`` names who answers an IQ
         sent without ``to`` (or a reply without ``from``): the server domain for the component, the
-        user's own account for a client session."""
+        user's own account for a client session. A stanza over ``max_stanza_bytes`` is refused
+        (413): the server would close the whole stream, failing every request in flight on it."""
         self.write = write
         self.namespace = namespace
         self.own_origin = own_origin
+        self.max_stanza_bytes = max_stanza_bytes
         self._pending: dict[str, tuple[asyncio.Future, str]] = {}
         self._ids = itertools.count(1)
         self._prefix = secrets.token_hex(4)
@@ -49,6 +55,12 @@ class IqTracker:
         text = serialize(stanza, self.namespace)
         if NOT_XML_CHAR.search(text):  # one scan of the output; the walk below only names the place
             _refuse_xml_chars(stanza)
+        # A UTF-8 character takes at most 4 bytes: most stanzas are cleared without encoding them.
+        if len(text) * 4 > self.max_stanza_bytes and len(text.encode("utf-8")) > self.max_stanza_bytes:
+            raise errors.HttpError(
+                413, f"The stanza would be {len(text.encode('utf-8'))} bytes; the XMPP server takes at most "
+                     f"{self.max_stanza_bytes} in one (xmpp.max_stanza_bytes): nothing was sent",
+                condition="policy-violation")
         self.write(text)
 
     async def request(self, iq: Element, timeout: float) -> Element:
@@ -89,7 +101,9 @@ class IqTracker:
             return False
         future, expected = entry
         sender = _norm(xml.get("from") or "") or _norm(self.own_origin())
-        if sender != expected and sender.split("/", 1)[0] != expected:
+        # Exactly the address the request went to: the server answers for a bare JID or a domain
+        # itself (RFC 6120 10.5.3.2), so a reply from one of the account's resources is not the answer.
+        if sender != expected:
             log.warning("Ignoring IQ reply %s from %s: the request went to %s", xml.get("id"), sender, expected)
             return True
         if not future.done():

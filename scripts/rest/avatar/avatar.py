@@ -75,7 +75,8 @@ class AvatarPutNoAuth(Handler):
         "PUT": {
             "info": "Set a user's avatar",
             "description": "The body is the image (Content-Type image/*). It becomes the user's vcard-temp PHOTO, "
-                           "other vCard fields are kept. An API key alone is enough; without one (open access), "
+                           "other vCard fields are kept; at most 180 KiB with the default xmpp.max_stanza_bytes (413 "
+                           "beyond). An API key alone is enough; without one (open access), "
                            "log in as an admin. Needs the XEP-0356 vcard-temp get and set privileges. "
                            "Answers {user: {jid, hash}}.",
             "example": PUT_EXAMPLE,
@@ -87,7 +88,7 @@ class AvatarPutNoAuth(Handler):
         if source is not None:
             raise HttpError(404, f"PUT takes no source ({source!r}): it always sets the vcard-temp PHOTO")
         media_type = avatar_request.image_type(request.headers.get("Content-Type"))
-        data = avatar_request.image_data(await service.read_body(request))
+        data = avatar_request.image_data(await service.read_body(request), service.config.xmpp.max_stanza_bytes)
         return {"user": {"jid": jid, "hash": await service.avatars.put(jid, data, media_type)}}
 
 

@@ -8,7 +8,9 @@ with Basic auth the caller must be an admin. The answer is Tigase's ``status`` o
 HTTP is 200 either way, as in Tigase.
 """
 
-from tigase_rest.api import DEFAULT_RESOURCE, Handler, HttpError, parse_bare_jid, parse_jid, parse_status
+from tigase_rest.api import (
+    DEFAULT_RESOURCE, Handler, HttpError, check_status_resource, parse_bare_jid, parse_jid, parse_status,
+)
 
 EXAMPLE = """curl -H 'Api-Key: KEY' -H 'Content-Type: application/json' \\
   --data '{"available": "true", "priority": "-1", "show": "xa", "status": "On the phone"}' \\
@@ -25,12 +27,14 @@ class UserStatus(Handler):
         "POST": {
             "info": "Set the presence a user shows while offline",
             "description": "Body (JSON or XML, flat or in a <command> root): available (true|false, default "
-                           "true), priority (-128..127, default -1), show (chat|away|xa|dnd), status (text), "
-                           "activity ({category, type, text}, XEP-0108). Contacts with subscription from/both "
-                           "see the presence from jid/resource (default resource tigase-external); "
-                           "available=false withdraws it. It is sent again when a contact logs in (needs the "
-                           "XEP-0356 presence permission), on every reconnect and after a restart. Answer: "
-                           "{status: {user, available, priority, show, status, success, contacts, reason?}}.",
+                           "true), priority (-128..127, default -1), show (chat|away|xa|dnd), status (text, at "
+                           "most 1024 characters), activity ({category, type, text}, XEP-0108). Contacts with "
+                           "subscription from/both see the presence from jid/resource (default resource "
+                           "tigase-external, at most 256 characters); available=false withdraws it (other fields "
+                           "are then ignored). It is sent again when a contact logs in (needs the XEP-0356 presence "
+                           "permission), on every reconnect and after a restart. Answer: {status: {user, available, "
+                           "priority, show, status, success, contacts, reason?}}. 404 when the server says the user "
+                           "has no account; 409 past [presence] max_statuses_per_user (10) or max_statuses.",
             "example": EXAMPLE,
         },
     }
@@ -39,7 +43,7 @@ class UserStatus(Handler):
         bare = parse_bare_jid(jid, "the URL")
         if bare.domain != service.domain:
             raise HttpError(404, f"{bare} is not a user of {service.domain}, the domain this component serves")
-        full = parse_jid(f"{bare}/{resource or DEFAULT_RESOURCE}", "the URL's resource")
+        full = parse_jid(f"{bare}/{check_status_resource(resource or DEFAULT_RESOURCE)}", "the URL's resource")
         status = parse_status(content)
         outcome = await service.statuses.set(str(bare), full.resource, status)
         return outcome.as_data()

@@ -7,6 +7,8 @@ from ...xmpp.stanzas import parse_bare_jid
 from .stanzas import media_type
 
 SOURCES = ("avatar", "vcard4", "vcard-temp")  # PEP (XEP-0084), vCard4 (XEP-0292), vcard-temp (XEP-0054)
+# Room in the stanza for what surrounds the photo: the user's other vCard fields and the privileged IQ.
+VCARD_ROOM = 16 * 1024
 
 
 def user_jid(local: str | None, domain: str) -> str:
@@ -31,7 +33,18 @@ def image_type(content_type: str | None) -> str:
     return declared
 
 
-def image_data(data: bytes) -> bytes:
+def max_image_bytes(max_stanza_bytes: int) -> int:
+    """The largest image that fits in one vCard stanza: base64 makes 3 bytes 4."""
+    return (max_stanza_bytes - VCARD_ROOM) * 3 // 4
+
+
+def image_data(data: bytes, max_stanza_bytes: int) -> bytes:
+    """The uploaded image; 400 when empty, 413 when it cannot fit in one stanza (a server closes the
+    whole stream on a larger one, failing every request in flight)."""
     if not data:
         raise HttpError(400, "No image received: the body is empty")
+    limit = max_image_bytes(max_stanza_bytes)
+    if len(data) > limit:
+        raise HttpError(413, f"The image is {len(data)} bytes; at most {limit} fit in one vCard stanza "
+                             f"(base64, xmpp.max_stanza_bytes = {max_stanza_bytes})")
     return data

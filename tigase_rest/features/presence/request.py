@@ -18,6 +18,10 @@ ACTIVITY_CATEGORIES = ("doing_chores", "drinking", "eating", "exercising", "groo
                        "inactive", "relaxing", "talking", "traveling", "undefined", "working")
 ACTIVITY_TYPE = re.compile(r"[a-z_]{1,64}")
 INTEGER = re.compile(r"[+-]?[0-9]{1,4}")  # not int(): it also takes "1_0" and non-ASCII digits
+# Bounds, so that a status is always a small stanza: each one is re-sent to every contact on every
+# reconnect, and one the server refuses (too large) would close the link each time.
+MAX_TEXT = 1024  # characters of 'status' and 'activity.text'
+MAX_RESOURCE = 256  # characters of the resource the status is shown from
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,8 @@ def parse_status(content: Any) -> Status:
             content = inner or {}
     if not isinstance(content, dict):
         raise HttpError(400, f"The body must be an object like {{\"show\": \"xa\"}}, not a {_kind(content)}")
+    if not _available(content.get("available")):
+        return Status(available=False)  # withdrawing always works: nothing else is sent, so nothing else is checked
     return Status(
         available=_available(content.get("available")),
         priority=_priority(content.get("priority")),
@@ -99,7 +105,22 @@ def _text(value: Any, name: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise HttpError(400, f"'{name}' must be a string, not a {_kind(value)}")
+    if len(value) > MAX_TEXT:
+        raise HttpError(400, f"'{name}' is {len(value)} characters long; at most {MAX_TEXT} are allowed")
     return check_xml_text(value, f"'{name}'")
+
+
+def check_resource(resource: str) -> str:
+    """The resource a status is shown from (the URL's last part); 400 when it is too long."""
+    if len(resource) > MAX_RESOURCE:
+        raise HttpError(400, f"The resource is {len(resource)} characters long; at most {MAX_RESOURCE} are allowed")
+    return resource
+
+
+def stored_status(priority: Any, show: Any, status: Any, activity: dict | None) -> Status:
+    """A status read back from the store, checked as a request is: a row written by an older
+    version or by hand must not put an unsendable stanza on the link. HttpError when it is not valid."""
+    return Status(True, _priority(priority), _show(show), _text(status, "status"), _activity(activity))
 
 
 def _activity(value: Any) -> Activity | None:

@@ -78,11 +78,14 @@ class ExternalStatuses:
     It uses the component link (stanzas and IQs), the domain it serves, the privilege tracker
     (XEP-0356 roster permission and the grant) and its store; nothing else."""
 
-    def __init__(self, link: Link, domain: str, privileges: PrivilegeTracker, store: StatusStore):
+    def __init__(self, link: Link, domain: str, privileges: PrivilegeTracker, store: StatusStore,
+                 max_per_user: int = 10, max_total: int = 10_000):
         self.link = link
         self.domain = domain
         self.privileges = privileges
         self.store = store
+        self.max_per_user = max_per_user  # resources per user: [presence] max_statuses_per_user
+        self.max_total = max_total  # statuses in all: [presence] max_statuses
         self._statuses: dict[str, dict[str, Status]] | None = None  # user -> resource -> status; loaded lazily
         self._contacts: dict[str, frozenset[str]] = {}  # user -> contacts, refreshed on every POST and connect
         self._pending: set[str] = set()  # users the re-announce after a connect has not reached yet
@@ -115,10 +118,19 @@ class ExternalStatuses:
             return Outcome(full, status, False, reason=self._refused)
         statuses = self._loaded()
         if status.available:
+            if resource not in statuses.get(user, {}):
+                self._check_room(user, statuses)  # before the roster read: a refusal costs the server nothing
             try:
                 contacts = await self._refresh(user)
+                if user not in statuses and not self._contacts.get(user):
+                    await self._check_account(user)
             except RosterError as e:
+                if e.no_account:
+                    self._contacts.pop(user, None)
+                    raise HttpError(404, f"{user} has no account on {self.domain}: {e}") from None
                 return Outcome(full, status, False, reason=str(e))
+            if resource not in statuses.get(user, {}):
+                self._check_room(user, statuses)  # again: other requests may have added some meanwhile
             self.store.put(user, resource, status)
             statuses.setdefault(user, {})[resource] = status
             self._send(user, {resource: status}, contacts | {user})
@@ -135,6 +147,30 @@ class ExternalStatuses:
         if reason and known is None:
             return Outcome(full, status, False, reason=reason)
         return Outcome(full, status, True, len(contacts))
+
+    def _check_room(self, user: str, statuses: dict[str, dict[str, Status]]) -> None:
+        """409 when a new status would pass a bound (each is kept and re-sent on every reconnect)."""
+        shown = len(statuses.get(user, {}))
+        if shown >= self.max_per_user:
+            raise HttpError(409, f"{user} already shows {shown} statuses, the most allowed "
+                                 f"([presence] max_statuses_per_user); withdraw one first (available=false)")
+        total = sum(len(resources) for resources in statuses.values())
+        if total >= self.max_total:
+            raise HttpError(409, f"The component already holds {total} statuses, the most allowed "
+                                 f"([presence] max_statuses); withdraw some first (available=false)")
+
+    async def _check_account(self, user: str) -> None:
+        """A user with no contacts may have no account: an XEP-0356 roster read answers an empty roster
+        for any name (Prosody), so the admin command, which knows, is asked. RosterError(no_account)
+        when the server says there is no such user; when it cannot tell (not an admin), nothing."""
+        try:
+            contacts_in(await self.link.request(get_user_roster_iq(self.domain, user)), self.domain)
+        except RosterError as e:
+            if e.no_account:
+                raise
+        except HttpError as e:
+            if e.status == 503:
+                raise
 
     def _forget(self, user: str, resource: str) -> None:
         self.store.delete(user, resource)
@@ -192,7 +228,14 @@ class ExternalStatuses:
     def _send(self, user: str, statuses: dict[str, Status], targets: frozenset[str] | set[str]) -> None:
         for resource, status in statuses.items():
             for to in targets:
-                self.link.send(presence(status, f"{user}/{resource}", to))
+                try:
+                    self.link.send(presence(status, f"{user}/{resource}", to))
+                except HttpError as e:
+                    if e.status == 503:
+                        raise  # the link is down: the next connect sends everything again
+                    # Refused before it was sent (too large, a character XML cannot carry): the
+                    # link stays up; the other statuses and contacts still get theirs.
+                    log.warning("Status of %s/%s not sent to %s: %s", user, resource, to, e.reason)
 
     def _loaded(self) -> dict[str, dict[str, Status]]:
         if self._statuses is None:

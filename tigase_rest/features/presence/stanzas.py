@@ -37,7 +37,12 @@ def presence(status: Status, sender: str, to: str) -> Element:
 
 
 class RosterError(Exception):
-    """The roster could not be read; the message says why."""
+    """The roster could not be read; the message says why. ``no_account``: the server said the
+    user does not exist."""
+
+    def __init__(self, reason: str, no_account: bool = False):
+        super().__init__(reason)
+        self.no_account = no_account
 
 
 def roster_get_iq(user: str) -> Element:
@@ -65,7 +70,9 @@ def contacts_in(reply: Element, who: str) -> frozenset[str]:
         raise RosterError(f"{who} answered {condition or 'an error'}" + (f": {text}" if text else ""))
     for note in reply.iter(f"{{{COMMANDS_NS}}}note"):
         if note.get("type") == "error":
-            raise RosterError(f"{who} answered: {(note.text or '').strip() or 'an error note'}")
+            text = (note.text or "").strip()
+            # Prosody's mod_admin_adhoc: "User does not exist".
+            raise RosterError(f"{who} answered: {text or 'an error note'}", no_account="not exist" in text.lower())
     query = next(reply.iter(f"{{{ROSTER_NS}}}query"), None)
     if query is None:
         raise RosterError(f"{who} answered without a roster")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from dataclasses import asdict
 from pathlib import Path
 
 from ...errors import HttpError
-from .request import Activity, Status
+from .request import Status, check_resource, stored_status
+
+log = logging.getLogger(__name__)
 
 STORE_NAME = "statuses.sqlite3"
 
@@ -41,9 +44,15 @@ class StatusStore:
         except sqlite3.Error as e:
             raise HttpError(500, f"Cannot read the status store {self.path}: {e}") from None
         for user, resource, priority, show, status, activity in rows:
-            statuses.setdefault(user, {})[resource] = Status(
-                True, priority, show, status, Activity(**json.loads(activity)) if activity else None)
-        return statuses
+            try:
+                check_resource(resource)
+                statuses.setdefault(user, {})[resource] = stored_status(
+                    priority, show, status, json.loads(activity) if activity else None)
+            except (HttpError, ValueError, TypeError) as e:
+                reason = e.reason if isinstance(e, HttpError) else f"unreadable activity ({e})"
+                log.warning("Stored status of %s/%s skipped, it is never sent: %s (POST available=false "
+                            "to remove it)", user, resource, reason)
+        return {user: resources for user, resources in statuses.items() if resources}
 
     def put(self, user: str, resource: str, status: Status) -> None:
         activity = json.dumps(asdict(status.activity)) if status.activity else None
