@@ -32,7 +32,7 @@ from slixmpp.jid import JID
 
 from .. import errors
 from ..coding import local_name
-from .iq import IqTracker
+from .iq import DEFAULT_MAX_STANZA_BYTES, IqTracker
 from .login import (BOUND, DERIVE, RESTART, STARTTLS, STREAMS_NS, WAIT, BadSignature, Login, LoginError,
                     NoMechanism, NoStartTls, Step)
 from .stanzas import CLIENT_NS, STANZAS_NS, error_of, serialize
@@ -78,10 +78,10 @@ class ClientStream(asyncio.Protocol):
     __slots__ = ("jid", "bound", "iqs", "_alive", "_transport", "_parser", "_header", "_root", "_depth", "_since",
                  "_idle", "_tls", "_tls_in", "_tls_out", "_handshaking", "_inbox", "_waiter")
 
-    def __init__(self, jid: JID):
+    def __init__(self, jid: JID, max_stanza_bytes: int = DEFAULT_MAX_STANZA_BYTES):
         self.jid = jid
         self.bound = ""  # the full JID the server bound
-        self.iqs = IqTracker(self._write, CLIENT_NS, self._own_jid)
+        self.iqs = IqTracker(self._write, CLIENT_NS, self._own_jid, max_stanza_bytes)
         self._alive = False
         self._transport: asyncio.Transport | None = None
         self._parser: XMLPullParser | None = None

@@ -47,7 +47,7 @@ class CallerSession(ClientStream):
     __slots__ = ("config", "ssl_context", "last_used")
 
     def __init__(self, config: Config, jid: JID, ssl_context: ssl.SSLContext):
-        super().__init__(jid)
+        super().__init__(jid, config.xmpp.max_stanza_bytes)
         self.config = config
         self.ssl_context = ssl_context
         self.last_used = time.monotonic()
