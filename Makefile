@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 CONFIG ?= etc/config.example.toml
 PYTEST_ARGS ?=
 
-.PHONY: venv prosody run test test-unit check-config clean
+.PHONY: venv prosody run test typecheck test-unit check-config clean
 
 # The stamp makes `venv` rerun pip only when the package metadata changes.
 venv: $(VENV)/.installed
@@ -37,8 +37,12 @@ run: venv prosody
 
 # Everything, integration tests against a real Prosody included (the tests for other servers only
 # are deselected). Extra args: PYTEST_ARGS='-k stream'.
-test: venv prosody
+test: venv prosody typecheck
 	$(PY) -m pytest -q --xmpp-server=prosody $(PYTEST_ARGS)
+
+# mypy (default mode) over the package; part of `test`.
+typecheck: venv
+	$(PY) -m mypy tigase_rest
 
 # No XMPP server needed.
 test-unit: venv

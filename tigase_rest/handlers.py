@@ -78,6 +78,7 @@ class Signature:
 
 def signature_of(handler: Handler, method: str, group_count: int) -> Signature:
     func = handler.exec_for(method)
+    assert func is not None, method  # only called for the methods the handler implements
     params = list(inspect.signature(func).parameters.values())
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     varargs = any(p.kind == p.VAR_POSITIONAL for p in params)

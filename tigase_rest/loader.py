@@ -116,11 +116,13 @@ class _FreshSourceLoader(importlib.machinery.SourceFileLoader):
 
 def _load_script(folder: str, script: Path, generation: int) -> list[Route]:
     name = f"{_MODULE_ROOT}.g{generation}.{folder}.{script.stem}"
-    spec = importlib.util.spec_from_file_location(name, script, loader=_FreshSourceLoader(name, str(script)))
+    loader = _FreshSourceLoader(name, str(script))
+    spec = importlib.util.spec_from_file_location(name, script, loader=loader)
+    assert spec is not None  # a .py path with a loader always gives a spec
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses and pickling look modules up by name
     try:
-        spec.loader.exec_module(module)
+        loader.exec_module(module)
     except BaseException:
         del sys.modules[name]
         raise

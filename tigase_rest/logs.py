@@ -7,10 +7,11 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from typing import Any
 
 REDACTED = "[redacted]"
 
-_PATTERNS = [
+_PATTERNS: list[tuple[re.Pattern[str], Any]] = [
     # SASL exchanges (PLAIN carries the password in base64) and the component handshake.
     (re.compile(r"(<(auth|response|challenge|success|handshake)\b[^>]*>)[^<]*(</\2>)"), rf"\1{REDACTED}\3"),
     # <field type="text-private" ...><value>secret</value>: attribute order varies, so match the field.

@@ -22,7 +22,7 @@ from ..xmpp.stanzas import parse_bare_jid
 OPEN_ACCESS_KEY = "open_access"
 
 
-def request_api_key(request: web.Request) -> str | None:
+def request_api_key(request: web.BaseRequest) -> str | None:
     return request.headers.get("Api-Key") or request.query.get("api-key") or None
 
 
@@ -33,7 +33,7 @@ class ApiKeyChecker:
         open_keys = [k for k in config.api_keys if k.key == OPEN_ACCESS_KEY]
         self.open_key = (open_keys[0], [re.compile(p) for p in open_keys[0].paths]) if open_keys else None
 
-    def check(self, request: web.Request) -> bool:
+    def check(self, request: web.BaseRequest) -> bool:
         """True when the request carries a valid key (or access is open); raises 403 otherwise."""
         if self.open_access:
             return False
@@ -69,7 +69,7 @@ def _allows(entry: tuple[ApiKey, list[re.Pattern]], host: str, path: str) -> boo
     return not patterns or any(p.fullmatch(path) for p in patterns)
 
 
-def basic_credentials(request: web.Request) -> tuple[str, str] | None:
+def basic_credentials(request: web.BaseRequest) -> tuple[str, str] | None:
     """(bare JID, password) from the Authorization header, or None when there is none."""
     header = request.headers.get("Authorization")
     if not header:

@@ -25,6 +25,8 @@ import logging
 import re
 import secrets
 import ssl
+from collections.abc import Iterator
+from typing import Any
 from xml.etree.ElementTree import Element, ParseError, SubElement, XMLPullParser
 from xml.sax.saxutils import quoteattr
 
@@ -207,6 +209,7 @@ class ClientStream(asyncio.Protocol):
         await self._next()
 
     def _handshake(self) -> None:
+        assert self._tls is not None  # only while a handshake is in progress
         try:
             self._tls.do_handshake()
         except ssl.SSLWantReadError:
@@ -233,7 +236,7 @@ class ClientStream(asyncio.Protocol):
         view = memoryview(data)
         for start in range(0, len(view), _TLS_SLICE):
             tls = self._tls
-            if tls is None:
+            if tls is None or self._tls_in is None:
                 return  # the session ended on the way
             self._tls_in.write(view[start:start + _TLS_SLICE])
             if self._handshaking:
@@ -275,8 +278,14 @@ class ClientStream(asyncio.Protocol):
         except ParseError as e:
             self._down(f"the XMPP server sent XML that is not well-formed ({e})", logging.WARNING)
             return
-        declared = []
-        for event, element in parser.read_events():
+        declared: list[tuple[str, str]] = []
+        events: Iterator[tuple[str, Any]] = parser.read_events()  # type: ignore[assignment]
+        for event, item in events:
+            if event == "start-ns":
+                if self._depth == 0:  # the stream header's declarations: (prefix, uri)
+                    declared.append(item)
+                continue
+            element: Element = item  # an Element for "start" and "end"
             if event == "start":
                 if self._depth == 0:
                     if element.tag != STREAM:
@@ -290,6 +299,7 @@ class ClientStream(asyncio.Protocol):
             elif event == "end":
                 self._depth -= 1
                 if self._depth == 1:
+                    assert self._root is not None  # set by the stream header at depth 0
                     self._root.remove(element)
                     self._since = 0
                     self._top(element)
@@ -298,8 +308,6 @@ class ClientStream(asyncio.Protocol):
                 elif self._depth == 0:
                     self._down("the XMPP server closed the stream")
                     return
-            elif self._depth == 0:  # start-ns of the stream header
-                declared.append(element)
         if self._depth != 1:
             self._idle = False
         elif not data.isspace():  # whitespace leaves the last tag as whole as it was
@@ -323,8 +331,9 @@ class ClientStream(asyncio.Protocol):
 
     def _refuse(self, request: Element) -> None:
         answer = Element(IQ, {"type": "error", "id": request.get("id", "")})
-        if request.get("from"):
-            answer.set("to", request.get("from"))
+        sender = request.get("from")
+        if sender:
+            answer.set("to", sender)
         error = SubElement(answer, f"{{{CLIENT_NS}}}error", {"type": "cancel"})
         SubElement(error, f"{{{STANZAS_NS}}}service-unavailable")
         self._write(serialize(answer, CLIENT_NS))

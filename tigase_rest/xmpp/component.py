@@ -113,6 +113,7 @@ class ComponentLink:
             return False
 
     async def _supervise(self) -> None:
+        assert self.xmpp is not None  # started by start(), which creates it
         c = self.config
         attempt = 0
         while not self._closing:
@@ -175,6 +176,7 @@ class ComponentLink:
         if not stanza.get("from"):
             # Prosody fills it in; ejabberd closes the whole stream (improper-addressing).
             stanza.set("from", self.config.component_jid)
+        assert self._iqs is not None  # connected implies started
         self._iqs.send(stanza)
 
     async def request(self, iq: Element, timeout: float | None = None) -> Element:
@@ -184,4 +186,5 @@ class ComponentLink:
             raise errors.link_down()
         if not iq.get("from"):
             iq.set("from", self.config.component_jid)
+        assert self._iqs is not None  # connected implies started
         return await self._iqs.request(iq, timeout or self.config.iq_timeout)

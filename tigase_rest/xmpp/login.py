@@ -156,6 +156,7 @@ class Login:
 
     def derive(self) -> Step:
         """The SCRAM key derivation and the client's final message (PBKDF2: may take milliseconds)."""
+        assert self._scram is not None  # DERIVE comes only after the server's first message
         try:
             final = self._scram.get_client_final()
         except ScramException as e:
@@ -210,6 +211,7 @@ class Login:
             raise _auth_failed(element)
         if element.tag != f"{{{SASL_NS}}}challenge":
             raise LoginError(f"<{local_name(element.tag)}/> where a SASL challenge was due")
+        assert self._scram is not None  # this state follows the client's first message
         try:
             self._scram.set_server_first(_sasl_text(element))
         except ScramException as e:
@@ -255,6 +257,7 @@ class Login:
         if not jid:
             raise LoginError("the resource binding answer names no JID")
         self.jid = jid
+        assert self._features is not None  # kept from the features that offered the bind
         session = self._features.find(f"{{{SESSION_NS}}}session")
         self._features = None
         # RFC 3921's session IQ: only servers that still require it get it (RFC 6121 dropped it).

@@ -115,7 +115,7 @@ def wrap(inner: Element, id_: str) -> Element:
     inner = _as_client(inner)
     inner.set("from", user)
     inner.set("id", id_)
-    outer = Element("iq", {"type": inner.get("type"), "to": user})
+    outer = Element("iq", {"type": inner.get("type", ""), "to": user})
     SubElement(outer, f"{{{PRIVILEGE_NS}}}privileged_iq").append(inner)
     return outer
 

@@ -150,6 +150,7 @@ async def prebind(url: str, user: JID, login: JID, password: str, *, hold: int, 
             raise PrebindRefused(NOT_SUPPORTED, f"asked to log {login.bare} in as {user.bare}, the server bound "
                                                 f"{bound} instead (it did not honour the SASL authorization identity); "
                                                 f"that BOSH session ({sid}) was terminated")
+    assert bosh.sid is not None  # created above
     return Prebound(jid=str(bound), sid=bosh.sid, rid=bosh.rid, hold=created.get("hold") or str(hold),
                     wait=created.get("wait") or str(wait), hostname=urlsplit(url).hostname or "")
 
@@ -232,6 +233,7 @@ class BoshClient:
 
     async def request(self, payload: str = "", restart: str | None = None) -> Element:
         """One request of the session; ``restart`` = the domain for an XEP-0206 stream restart."""
+        assert self.sid is not None, "request() before create()"
         return await self._post(session_body(self._take_rid(), self.sid, payload, restart=restart))
 
     async def terminate_quietly(self) -> None:

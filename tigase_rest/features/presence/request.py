@@ -139,6 +139,7 @@ def _activity(value: Any) -> Activity | None:
 
 
 def _kind(value: Any) -> str:
-    return {dict: "object", list: "list", str: "string"}.get(type(value), type(value).__name__)
+    names: dict[type, str] = {dict: "object", list: "list", str: "string"}
+    return names.get(type(value), type(value).__name__)
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import asdict, dataclass
+from collections.abc import Set as AbstractSet
 from typing import Any, Coroutine
 
 from slixmpp.xmlstream.handler import Callback
@@ -225,7 +226,7 @@ class ExternalStatuses:
 
     # -- sending --
 
-    def _send(self, user: str, statuses: dict[str, Status], targets: frozenset[str] | set[str]) -> None:
+    def _send(self, user: str, statuses: dict[str, Status], targets: AbstractSet[str]) -> None:
         for resource, status in statuses.items():
             for to in targets:
                 try:

@@ -76,7 +76,7 @@ def contacts_in(reply: Element, who: str) -> frozenset[str]:
     query = next(reply.iter(f"{{{ROSTER_NS}}}query"), None)
     if query is None:
         raise RosterError(f"{who} answered without a roster")
-    return frozenset(item.get("jid") for item in query.iter(f"{{{ROSTER_NS}}}item")
-                     if item.get("jid") and item.get("subscription") in VISIBLE_TO)
+    return frozenset(jid for item in query.iter(f"{{{ROSTER_NS}}}item")
+                     if (jid := item.get("jid")) and item.get("subscription") in VISIBLE_TO)
 
 
