@@ -25,9 +25,10 @@ class ConfigError(Exception):
 @dataclass(frozen=True)
 class ApiKey:
     key: str
-    # Empty tuples mean "no restriction": any Host, any path (Tigase's ApiKeyItem semantics).
+    # Empty tuples mean "no restriction": any Host, any path (Tigase's ApiKeyItem semantics), any method.
     domains: tuple[str, ...] = ()
     paths: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ()  # upper case, e.g. ("GET",): a read-only key cannot PUT (not in Tigase)
 
 
 @dataclass(frozen=True)
@@ -201,7 +202,7 @@ def _coerce(section: str, cls: type, key: str, value: Any) -> Any:
 
 def _api_keys(value: Any) -> tuple[ApiKey, ...]:
     if not isinstance(value, list):
-        raise ConfigError("auth.api_keys must be a list of keys or tables {key, domains, paths}")
+        raise ConfigError("auth.api_keys must be a list of keys or tables {key, domains, paths, methods}")
     keys = []
     for i, item in enumerate(value):
         if isinstance(item, str):
@@ -209,7 +210,7 @@ def _api_keys(value: Any) -> tuple[ApiKey, ...]:
             continue
         if not isinstance(item, dict) or not isinstance(item.get("key"), str) or not item["key"]:
             raise ConfigError(f"auth.api_keys[{i}] must be a string or a table with a non-empty 'key'")
-        extra = set(item) - {"key", "domains", "paths"}
+        extra = set(item) - {"key", "domains", "paths", "methods"}
         if extra:
             raise ConfigError(f"auth.api_keys[{i}]: unknown key {sorted(extra)[0]!r}")
         domains = _strings(item.get("domains", ()), f"auth.api_keys[{i}].domains")
@@ -219,7 +220,11 @@ def _api_keys(value: Any) -> tuple[ApiKey, ...]:
                 re.compile(p)
             except re.error as e:
                 raise ConfigError(f"auth.api_keys[{i}].paths: invalid regex {p!r}: {e}") from None
-        keys.append(ApiKey(item["key"], domains, paths))
+        methods = tuple(m.upper() for m in _strings(item.get("methods", ()), f"auth.api_keys[{i}].methods"))
+        for m in methods:
+            if not re.fullmatch(r"[A-Z]+", m):
+                raise ConfigError(f"auth.api_keys[{i}].methods: {m!r} is not an HTTP method like GET or PUT")
+        keys.append(ApiKey(item["key"], domains, paths, methods))
     return tuple(keys)
 
 

@@ -312,3 +312,21 @@ def test_scram_refuses_a_server_nonce_that_does_not_extend_ours_and_absurd_itera
                          b"m=ext,r=abcdef,s=QSXCR+Q6sek8bf92,i=4096", b"r=abcdef,s=not base64!,i=4096"):
         with pytest.raises(scram.ScramError):
             scram.Scram("SCRAM-SHA-1", b"user", nonce="abc").read_server_first(server_first)
+
+
+# --- keys limited by method --------------------------------------------------------------------
+
+
+def test_key_limited_to_methods():
+    check = checker(ApiKey("k", paths=("/rest/avatar/.*",), methods=("GET",)))
+    get = make_mocked_request("GET", "/rest/avatar/a@example.com", headers={"Host": "h", "Api-Key": "k"})
+    put = make_mocked_request("PUT", "/rest/avatar/a@example.com", headers={"Host": "h", "Api-Key": "k"})
+    assert check.check(get) is True
+    error = refused(check, put)
+    assert error.reason == "Provided Api-Key is not authorized to use PUT on /rest/avatar/a@example.com (only GET)"
+
+
+def test_open_access_key_limited_to_methods():
+    check = checker(ApiKey("open_access", methods=("GET",)), "k")
+    assert check.check(make_mocked_request("GET", "/rest/health", headers={"Host": "h"})) is False
+    assert "Missing" in refused(check, make_mocked_request("POST", "/rest/stream/", headers={"Host": "h"})).reason

@@ -2,7 +2,7 @@
 
 API keys come from the ``Api-Key`` header or the ``api-key`` query parameter. A key may be limited
 to HTTP Host names and to path regexes (full match against the path including the context, as
-Tigase's ApiKeyItem). A key literally named ``open_access`` is used for requests that carry no key,
+Tigase's ApiKeyItem), and to HTTP methods (ours: a read-only key for avatars cannot PUT). A key literally named ``open_access`` is used for requests that carry no key,
 and ``open_access = true`` disables keys entirely. Keys are compared in constant time.
 """
 
@@ -40,8 +40,9 @@ class ApiKeyChecker:
         given = request_api_key(request)
         host = _host_name(request.host or "")
         path = request.path
+        method = request.method
         if given is None:
-            if self.open_key and _allows(self.open_key, host, path):
+            if self.open_key and _allows(self.open_key, host, path) and _allows_method(self.open_key[0], method):
                 return False
             raise HttpError(403, "Missing required 'Api-Key' header (or 'api-key' query parameter)")
         matched = None
@@ -52,6 +53,9 @@ class ApiKeyChecker:
                 matched = entry
         if matched is None or not _allows(matched, host, path):
             raise HttpError(403, f"Provided Api-Key is not authorized to access {path}")
+        if not _allows_method(matched[0], method):
+            raise HttpError(403, f"Provided Api-Key is not authorized to use {method} on {path} "
+                                 f"(only {', '.join(matched[0].methods)})")
         return True
 
 
@@ -67,6 +71,10 @@ def _allows(entry: tuple[ApiKey, list[re.Pattern]], host: str, path: str) -> boo
     if key.domains and host not in (d.lower() for d in key.domains):
         return False
     return not patterns or any(p.fullmatch(path) for p in patterns)
+
+
+def _allows_method(key: ApiKey, method: str) -> bool:
+    return not key.methods or method in key.methods
 
 
 def basic_credentials(request: web.Request) -> tuple[str, str] | None:
