@@ -121,6 +121,26 @@ async def test_key_limited_to_get_cannot_put(make_api):
     assert len(api.link.requests) == asked and api.link.sent == [] and api.pool.logins == []
 
 
+async def raw_get(api, target: str, headers: str) -> tuple[bytes, bytes]:
+    """One request written as given (aiohttp's client cannot send an absolute-form target)."""
+    reader, writer = await asyncio.open_connection(api.client.server.host, api.client.server.port)
+    writer.write(f"GET {target} HTTP/1.1\r\n{headers}Connection: close\r\n\r\n".encode())
+    answer = await reader.read()
+    writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return head.split(b"\r\n")[0], body
+
+
+async def test_an_absolute_form_target_gives_both_the_host_for_the_key_and_the_path(make_api):
+    api = await make_api(auth={"api_keys": [{"key": "host-only", "domains": ["api.example.com"]}]})
+    status, body = await raw_get(api, "http://api.example.com/rest/health",
+                                 "Host: evil.example.com\r\nApi-Key: host-only\r\n")
+    assert status.split()[1] == b"200" and b"xmpp_link" in body  # routed by the target's path too
+    status, body = await raw_get(api, "http://evil.example.com/rest/health",
+                                 "Host: api.example.com\r\nApi-Key: host-only\r\n")
+    assert status.split()[1] == b"403" and b"not authorized to access /rest/health" in body
+
+
 async def test_open_access_needs_no_key_but_still_a_login(make_api):
     api = await make_api(auth={"open_access": True})
     response = await api.post("/rest/stream/", data=MESSAGE, headers={"Content-Type": "application/xml"})

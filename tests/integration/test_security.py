@@ -322,6 +322,18 @@ async def test_api_keys_limited_to_paths_and_hosts_are_refused_elsewhere(compone
         answer = await ask("host-only", host=host)
         assert answer.status == 403 and "not authorized" in answer.text, (host, answer.text)
 
+    # An absolute-form target: its host is the one checked and its path the one routed, never a mix.
+    port = int(component.url.rsplit(":", 1)[1])
+    for target, host, expected in (("http://api.example.test/rest/health", "evil.com", b"200"),
+                                   ("http://evil.com/rest/health", "api.example.test", b"403")):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"GET {target} HTTP/1.1\r\nHost: {host}\r\nApi-Key: host-only\r\n"
+                     f"Connection: close\r\n\r\n".encode())
+        answer = await reader.read()
+        writer.close()
+        assert answer.split()[1] == expected, (target, answer[:300])
+        assert (b"xmpp_link" if expected == b"200" else b"not authorized to access /rest/health") in answer
+
     assert (await ask("full-key")).status == 200
     for key in ("FULL-KEY", "full-ke", "full-keyy", "full-key\u00e9", "stream-onlyfull-key"):
         assert (await ask(key, "/rest/stream/", "POST", stanza.format("bad key"))).status == 403, key

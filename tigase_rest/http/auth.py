@@ -38,8 +38,8 @@ class ApiKeyChecker:
         if self.open_access:
             return False
         given = request_api_key(request)
-        host = _host_name(request.host or "")
-        path = request.path
+        host = request_host(request)
+        path = request.path  # from the request target, as the host of an absolute-form target
         method = request.method
         if given is None:
             if self.open_key and _allows(self.open_key, host, path) and _allows_method(self.open_key[0], method):
@@ -57,6 +57,18 @@ class ApiKeyChecker:
             raise HttpError(403, f"Provided Api-Key is not authorized to use {method} on {path} "
                                  f"(only {', '.join(matched[0].methods)})")
         return True
+
+
+def request_host(request: web.BaseRequest) -> str:
+    """The host a request names, without the port: the authority of an absolute-form target
+    (``GET http://host/rest/...``, RFC 9112 3.2.2: it replaces Host), else the Host header.
+    Routing takes the path from that same target, so the key check and the route agree.
+    Either way it is what the client says: a boundary only when a proxy in front sets it."""
+    raw = request.raw_path
+    if not raw.startswith("/") and "://" in raw:  # absolute-form; "*" (OPTIONS *) has no host
+        authority = raw.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0]
+        return _host_name(authority.rpartition("@")[2])  # no userinfo
+    return _host_name(request.host or "")
 
 
 def _host_name(host: str) -> str:
