@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from fakes import API_KEY, COMPONENT_JID, admin_headers
+from fakes import ADMIN, API_KEY, COMPONENT_JID, admin_headers, basic
 from tigase_rest import errors
 
 CLIENT = "{jabber:client}"
@@ -191,6 +191,11 @@ async def test_timeout_is_504(api):
     (b"<?xml version='1.0'?><!DOCTYPE m [<!ENTITY xxe SYSTEM 'file:///etc/passwd'>]>"
      b"<message to='bob@example.com'><body>&xxe;</body></message>", "/rest/stream/", "DTD"),
     (b"<message to='bob@example.com'><body>&undefined;</body></message>", "/rest/stream/", "Malformed XML"),
+    (b"<?xml version='1.0' encoding='UTF-7'?><message to='bob@example.com'><body>+AGE-</body></message>",
+     "/rest/stream/", "encoding that is not supported"),
+    (b"<?xml version='1.0' encoding='Shift_JIS'?><message to='bob@example.com'><body>\x82\xa0</body></message>",
+     "/rest/stream/", "send UTF-8"),
+    (b"<?xml version='1.0' encoding='x-no-such'?><message to='bob@example.com'/>", "/rest/stream/", "send UTF-8"),
 ])
 async def test_bad_bodies_are_400_and_nothing_is_sent(api, body, path, needle):
     response = await post(api, body, path)
@@ -206,3 +211,13 @@ async def test_bad_body_error_in_json_when_asked(api):
     assert response.status == 400
     assert response.headers["Content-Type"] == "application/json; charset=utf-8"
     assert (await response.json())["error"]["reason"].startswith("Not a stanza")
+
+
+async def test_a_json_number_of_5000_digits_is_400_with_the_reason(make_api):
+    api = await make_api(http={"max_body_bytes": 65536})
+    body = b'{"command": {"node": "n", "fields": [{"var": "x", "value": ' + b"9" * 5000 + b"}]}}"
+    response = await api.post("/rest/adhoc/example.com", data=body, headers={
+        "Api-Key": API_KEY, "Authorization": basic(ADMIN), "Content-Type": "application/json"})
+    assert response.status == 400
+    assert "more than 4300 digits" in (await response.json())["error"]["reason"]
+    assert api.link.sent == [] and api.link.requests == []
