@@ -57,6 +57,13 @@ class HttpConfig:
     max_body_bytes: int = 1024 * 1024
     # Seconds a client may take to send its body; then 408 (a slow or stalled upload holds nothing).
     body_timeout: float = 10.0
+    # Seconds a request head may take (from the connection, or from its first byte on a kept-alive
+    # connection); then the connection is closed. aiohttp has no such limit.
+    header_timeout: float = 15.0
+    # Seconds an idle keep-alive connection stays open (nginx's default; aiohttp's is 3630).
+    keepalive_timeout: float = 75.0
+    # Open connections at most; past it a new connection gets 503 and is closed at once.
+    max_connections: int = 10000
 
     @property
     def prefix(self) -> str:
@@ -272,8 +279,11 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"http.context_path must start with / and not end with /, not {h.context_path!r}")
     if h.max_body_bytes <= 0:
         raise ConfigError("http.max_body_bytes must be > 0")
-    if h.body_timeout <= 0:
-        raise ConfigError("http.body_timeout must be > 0 seconds")
+    for name in ("body_timeout", "header_timeout", "keepalive_timeout"):
+        if getattr(h, name) <= 0:
+            raise ConfigError(f"http.{name} must be > 0 seconds")
+    if h.max_connections < 1:
+        raise ConfigError("http.max_connections must be >= 1")
     if not cfg.scripts_path.is_dir():
         raise ConfigError(f"http.scripts_dir: no such folder {cfg.scripts_path}")
     if a.max_failures < 1 or a.failure_window <= 0 or a.credential_ttl < 0:
