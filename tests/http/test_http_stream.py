@@ -221,3 +221,20 @@ async def test_a_json_number_of_5000_digits_is_400_with_the_reason(make_api):
     assert response.status == 400
     assert "more than 4300 digits" in (await response.json())["error"]["reason"]
     assert api.link.sent == [] and api.link.requests == []
+
+
+@pytest.mark.parametrize("reason", [
+    "Cannot reach the XMPP server's c2s port: [Errno 111] Connect call failed ('10.1.2.3', 5999)",
+    "Cannot reach the XMPP server's c2s port: Multiple exceptions: [Errno 111] Connect call failed "
+    "('fd00::7', 5999, 0, 0), [Errno 111] Connect call failed ('10.1.2.3', 5999)",
+    "No answer from the BOSH service at http://10.1.2.3:5999/http-bind within 5 s",
+    "Cannot reach the BOSH service at https://10.1.2.3:5999/bosh: Cannot connect to host 10.1.2.3:5999 ssl:default",
+])
+async def test_a_5xx_names_no_internal_address_but_the_log_does(api, caplog, reason):
+    api.link.reply = errors.HttpError(503, reason)
+    response = await post(api, b"<iq type='get' to='example.com' id='1'><ping xmlns='urn:xmpp:ping'/></iq>")
+    assert response.status == 503
+    shown = error_reason(await response.text())
+    assert "10.1.2.3" not in shown and "5999" not in shown and "fd00" not in shown, shown
+    assert "the XMPP server" in shown
+    assert "10.1.2.3" in caplog.text  # for the admin

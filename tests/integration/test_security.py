@@ -403,3 +403,17 @@ async def test_c2s_login_without_tls_fails_closed(component_factory, prosody, mo
                  base64.b64encode(b"\0alice\0alicepass").decode()):
         assert sent not in log, f"{sent!r} was sent over an unencrypted stream"
     print(f"\nc2s_tls={mode} without TLS on the server: {answer.status} {reason}")
+
+
+async def test_a_5xx_does_not_show_the_xmpp_servers_internal_address(component_factory, prosody):
+    from tigase_rest.devtools.prosody import free_port
+
+    closed = free_port()  # nothing listens there
+    component = component_factory(xmpp={"c2s_port": closed, "c2s_tls": "none"})
+    answer = await call(component, "GET", "/rest/adhoc/localhost?type=application/json", auth=ALICE)
+    assert answer.status == 503, answer.text
+    reason = answer.json()["error"]["reason"]
+    print(f"\nc2s port closed: 503 {reason}")
+    assert str(closed) not in reason and "127.0.0.1" not in reason and "the XMPP server" in reason, reason
+    assert str(closed) in component.log_text()  # the admin still finds it
+    assert answer.headers["Server"] == "tigase-rest"

@@ -21,7 +21,7 @@ from slixmpp.jid import JID
 from .. import coding
 from ..coding import negotiated_format
 from ..config import Config
-from ..errors import HttpError, challenge
+from ..errors import HttpError, challenge, public
 from ..handlers import Result, build_args
 from ..loader import RouteTable
 from ..service import Parts, Service
@@ -98,8 +98,9 @@ class RestServer:
             return await self._dispatch(current, request, fmt)
         except HttpError as e:
             if e.status >= 500:
+                # The log has the whole reason; the client gets it without internal addresses.
                 log.warning("%s %s -> %d %s", request.method, request.path, e.status, e.reason)
-            return error_response(e, fmt)
+            return error_response(public(e), fmt)
         except web.HTTPRequestEntityTooLarge:
             # A chunked body (no Content-Length) over the limit, found while reading it.
             limit = current.config.http.max_body_bytes

@@ -331,8 +331,8 @@ class CallerPool:
             idle = self.config.auth.session_idle_timeout  # read each round: a SIGHUP may change it
             now = time.monotonic()
             for bare, session in list(self._sessions.items()):
-                if not session.alive:
-                    self._lost(session)
+                if not session.alive:  # ended by the server: its credential goes too
+                    self._drop(bare, session)
                 elif now - session.last_used > idle:
                     self._sessions.pop(bare, None)
                     session.retire()
