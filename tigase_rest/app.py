@@ -131,7 +131,7 @@ async def serve(config: Config, config_path: Path | None = None,
             log.warning("XMPP link not up after %ss; serving HTTP anyway (503 until it connects)", STARTUP_LINK_WAIT)
 
         rest = RestServer(reloader.get, pool.authenticate, parts)
-        runner = web.ServerRunner(web.Server(rest.handle, **rest.server_kwargs()), handle_signals=False,
+        runner = web.ServerRunner(rest.web_server(), handle_signals=False,
                                   shutdown_timeout=x.iq_timeout + 5)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)

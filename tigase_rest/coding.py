@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
+import sys
 import xml.parsers.expat
 from functools import lru_cache
 from typing import Any
@@ -74,6 +76,10 @@ def parse_xml(body: bytes) -> Element:
         raise HttpError(400, f"XML with a DTD or entity declarations is not accepted ({type(e).__name__})") from None
     except ParseError as e:
         raise HttpError(400, f"Malformed XML: {e}") from None
+    except (ValueError, LookupError) as e:
+        # expat reads only single-byte encodings (besides UTF-8/16) and knows no others: UTF-7 and
+        # Shift_JIS raise ValueError, an unknown name LookupError. The client can always send UTF-8.
+        raise HttpError(400, f"XML in an encoding that is not supported ({e}): send UTF-8") from None
     if body.count(b"<") <= MAX_XML_DEPTH:
         return root  # each level needs a start tag of its own: too few tags to be too deep
     stack = [(root, 1)]
@@ -207,11 +213,23 @@ def parse_json(body: bytes) -> Any:
     except UnicodeDecodeError as e:
         raise HttpError(400, f"Request body is not valid UTF-8 (byte {e.start})") from None
     try:
-        return json.loads(text, parse_constant=_not_json)
+        return json.loads(text, parse_constant=_not_json, parse_float=_finite)
     except json.JSONDecodeError as e:
         raise HttpError(400, f"Malformed JSON: {e}") from None
+    except ValueError:
+        # The one other ValueError: Python refuses to convert integers of over 4300 digits
+        # (sys.int_info.str_digits_check_threshold; CVE-2020-10735). No field holds such a number.
+        raise HttpError(400, f"Malformed JSON: an integer with more than {sys.get_int_max_str_digits()} digits "
+                             f"is not accepted") from None
     except RecursionError:
         raise HttpError(400, "Malformed JSON: nested too deeply") from None
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # 1e999: what Infinity is refused as, spelled as a number
+        raise HttpError(400, f"Malformed JSON: the number {text[:40]} is out of range")
+    return value
 
 
 def _not_json(name: str) -> None:

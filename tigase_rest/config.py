@@ -25,9 +25,10 @@ class ConfigError(Exception):
 @dataclass(frozen=True)
 class ApiKey:
     key: str
-    # Empty tuples mean "no restriction": any Host, any path (Tigase's ApiKeyItem semantics).
+    # Empty tuples mean "no restriction": any Host, any path (Tigase's ApiKeyItem semantics), any method.
     domains: tuple[str, ...] = ()
     paths: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ()  # upper case, e.g. ("GET",): a read-only key cannot PUT (not in Tigase)
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,13 @@ class HttpConfig:
     max_body_bytes: int = 1024 * 1024
     # Seconds a client may take to send its body; then 408 (a slow or stalled upload holds nothing).
     body_timeout: float = 10.0
+    # Seconds a request head may take (from the connection, or from its first byte on a kept-alive
+    # connection); then the connection is closed. aiohttp has no such limit.
+    header_timeout: float = 15.0
+    # Seconds an idle keep-alive connection stays open (nginx's default; aiohttp's is 3630).
+    keepalive_timeout: float = 75.0
+    # Open connections at most; past it a new connection gets 503 and is closed at once.
+    max_connections: int = 10000
 
     @property
     def prefix(self) -> str:
@@ -212,7 +220,7 @@ def _coerce(section: str, cls: type, key: str, value: Any) -> Any:
 
 def _api_keys(value: Any) -> tuple[ApiKey, ...]:
     if not isinstance(value, list):
-        raise ConfigError("auth.api_keys must be a list of keys or tables {key, domains, paths}")
+        raise ConfigError("auth.api_keys must be a list of keys or tables {key, domains, paths, methods}")
     keys = []
     for i, item in enumerate(value):
         if isinstance(item, str):
@@ -220,7 +228,7 @@ def _api_keys(value: Any) -> tuple[ApiKey, ...]:
             continue
         if not isinstance(item, dict) or not isinstance(item.get("key"), str) or not item["key"]:
             raise ConfigError(f"auth.api_keys[{i}] must be a string or a table with a non-empty 'key'")
-        extra = set(item) - {"key", "domains", "paths"}
+        extra = set(item) - {"key", "domains", "paths", "methods"}
         if extra:
             raise ConfigError(f"auth.api_keys[{i}]: unknown key {sorted(extra)[0]!r}")
         domains = _strings(item.get("domains", ()), f"auth.api_keys[{i}].domains")
@@ -230,7 +238,11 @@ def _api_keys(value: Any) -> tuple[ApiKey, ...]:
                 re.compile(p)
             except re.error as e:
                 raise ConfigError(f"auth.api_keys[{i}].paths: invalid regex {p!r}: {e}") from None
-        keys.append(ApiKey(item["key"], domains, paths))
+        methods = tuple(m.upper() for m in _strings(item.get("methods", ()), f"auth.api_keys[{i}].methods"))
+        for m in methods:
+            if not re.fullmatch(r"[A-Z]+", m):
+                raise ConfigError(f"auth.api_keys[{i}].methods: {m!r} is not an HTTP method like GET or PUT")
+        keys.append(ApiKey(item["key"], domains, paths, methods))
     return tuple(keys)
 
 
@@ -282,8 +294,11 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"http.context_path must start with / and not end with /, not {h.context_path!r}")
     if h.max_body_bytes <= 0:
         raise ConfigError("http.max_body_bytes must be > 0")
-    if h.body_timeout <= 0:
-        raise ConfigError("http.body_timeout must be > 0 seconds")
+    for name in ("body_timeout", "header_timeout", "keepalive_timeout"):
+        if getattr(h, name) <= 0:
+            raise ConfigError(f"http.{name} must be > 0 seconds")
+    if h.max_connections < 1:
+        raise ConfigError("http.max_connections must be >= 1")
     if not cfg.scripts_path.is_dir():
         raise ConfigError(f"http.scripts_dir: no such folder {cfg.scripts_path}")
     if a.max_failures < 1 or a.failure_window <= 0 or a.credential_ttl < 0:

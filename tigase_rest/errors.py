@@ -6,6 +6,7 @@ client expects and keep the condition and the server's text in the body (a delib
 
 from __future__ import annotations
 
+import re
 from typing import Mapping
 
 # RFC 6120 section 8.3.3 conditions -> HTTP status.
@@ -47,13 +48,15 @@ class HttpError(Exception):
         condition: str | None = None,
         text: str | None = None,
         headers: Mapping[str, str] | None = None,
+        detail: str | None = None,
     ):
         super().__init__(reason)
         self.status = status
-        self.reason = reason
+        self.reason = reason  # for the client
         self.condition = condition
         self.text = text
         self.headers = dict(headers or {})
+        self.detail = detail  # for the log only: internal addresses, the OS's error text
 
     def as_data(self) -> dict:
         error: dict = {"status": self.status, "reason": self.reason}
@@ -91,3 +94,24 @@ def link_down(retry_after: int = 5) -> HttpError:
 def timeout(who: str, seconds: float) -> HttpError:
     return HttpError(504, f"No answer from {who} within {seconds:g} s", condition="remote-server-timeout")
 
+
+
+# What the reason of a 5xx may carry from a socket or HTTP client error: where the XMPP server's
+# ports and endpoints are (a URL, a socket address tuple "('10.0.0.5', 5222)", aiohttp's "host
+# x:5280"). The client is told "the XMPP server"; the log keeps the original (http/server.py).
+_INTERNAL_ADDRESS = re.compile(
+    r"""\b[a-z][a-z0-9+.-]*://[^\s'"<>]*[^\s'"<>:,.;)]"""  # a URL (the BOSH endpoint), not the ":" after it
+    r"""|\bhost\s+\S+:\d+""",  # aiohttp's "Cannot connect to host x:5280"
+    re.IGNORECASE)
+_SOCKET_ADDRESS = re.compile(r"""\s*\(\s*'[^']*'\s*,\s*\d+(?:\s*,\s*\d+)*\s*\)""")  # " ('10.0.0.5', 5222)"
+
+
+def public(error: HttpError) -> HttpError:
+    """``error`` as a client may see it: a 5xx reason without internal addresses."""
+    if error.status < 500:
+        return error
+    reason = _SOCKET_ADDRESS.sub("", _INTERNAL_ADDRESS.sub("the XMPP server", error.reason))
+    if reason == error.reason:
+        return error
+    return HttpError(error.status, reason, condition=error.condition, text=error.text, headers=error.headers,
+                     detail=error.detail)

@@ -121,6 +121,12 @@ class Service:
             raise HttpError(401, "This request acts as the caller: log in with Basic auth (bare JID and password)")
         return self.caller.jid, self._password
 
+    def forget_credentials(self, jids) -> None:
+        """Drop the cached credentials and pooled sessions of ``jids`` (bare JIDs): after a command
+        that changed their password or deleted them, their next request logs in again."""
+        for jid in jids:
+            self._parts.pool.forget(jid)
+
     async def caller_request(self, iq: Element, timeout: float | None = None) -> Element:
         """An IQ round trip over the caller's own c2s session: the server applies the caller's rights."""
         jid, password = self.caller_credentials()  # 401 when the request carries no login

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import RawTestServer
+from aiohttp.web import ServerRunner
 
 from fakes import Api, FakeLink, FakePool, make_config
 from tigase_rest.features.avatar.service import Avatars
@@ -23,6 +24,17 @@ from tigase_rest.http.server import Current, RestServer
 from tigase_rest.loader import load_routes
 from tigase_rest.service import Parts
 from tigase_rest.xmpp.privilege import PrivilegeTracker
+
+
+class RestTestServer(RawTestServer):
+    """aiohttp's test server running the server ``app.serve`` runs (``RestServer.web_server``)."""
+
+    def __init__(self, rest: RestServer):
+        super().__init__(rest.handle)
+        self.rest = rest
+
+    async def _make_runner(self, debug: bool = True, **kwargs) -> ServerRunner:
+        return ServerRunner(self.rest.web_server(), debug=debug, **kwargs)
 
 
 @pytest.fixture
@@ -38,8 +50,8 @@ def make_api(aiohttp_client, tmp_path):
             health=lambda: {"xmpp_link": "up" if link.connected else "down"}, stopping=asyncio.Event())
         current = Current(config, load_routes(config.scripts_path), ApiKeyChecker(config.auth))
         rest = RestServer(lambda: current, pool.authenticate, parts)
-        server = RawTestServer(rest.handle)
-        await server.start_server(**rest.server_kwargs())  # aiohttp_client would start it without them
+        server = RestTestServer(rest)
+        await server.start_server()
         client = await aiohttp_client(server)
         return Api(client, config, link, pool)
 

@@ -73,6 +73,10 @@ class FakePool:
 
     def __init__(self) -> None:
         self.logins: list[str] = []
+        self.forgotten: list[str] = []
+
+    def forget(self, jid: str) -> None:
+        self.forgotten.append(jid)
 
     async def authenticate(self, jid, password: str, remote: str) -> Caller:
         bare = str(jid)

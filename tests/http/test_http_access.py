@@ -10,6 +10,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from fakes import ADMIN, ALICE, API_KEY, LOCKED, MAX_BODY, admin_headers, basic
+from tigase_rest import errors
 
 MESSAGE = b"<message xmlns='jabber:client' to='bob@example.com'><body>hi</body></message>"
 
@@ -105,6 +106,39 @@ async def test_key_limited_to_a_host_and_paths(make_api):
     assert wrong_host.status == 403
     wrong_path = await api.post("/rest/stream", data=MESSAGE, headers={**headers, "Host": "api.example.com"})
     assert wrong_path.status == 403
+
+
+async def test_key_limited_to_get_cannot_put(make_api):
+    api = await make_api(auth={"api_keys": [{"key": "reader", "paths": ["/rest/avatar/.*"], "methods": ["GET"]}]})
+    api.link.reply = errors.HttpError(404, "no avatar here")  # what the XMPP side says, once the key let it by
+    got = await api.get("/rest/avatar/bob@example.com", headers={"Api-Key": "reader"})
+    assert got.status == 404 and "no avatar here" in await got.text()
+    asked = len(api.link.requests)
+    put = await api.put("/rest/avatar/bob@example.com", data=b"\x89PNG", headers={
+        "Api-Key": "reader", "Authorization": basic(ADMIN), "Content-Type": "image/png"})
+    assert put.status == 403
+    assert "not authorized to use PUT on /rest/avatar/bob@example.com (only GET)" in await put.text()
+    assert len(api.link.requests) == asked and api.link.sent == [] and api.pool.logins == []
+
+
+async def raw_get(api, target: str, headers: str) -> tuple[bytes, bytes]:
+    """One request written as given (aiohttp's client cannot send an absolute-form target)."""
+    reader, writer = await asyncio.open_connection(api.client.server.host, api.client.server.port)
+    writer.write(f"GET {target} HTTP/1.1\r\n{headers}Connection: close\r\n\r\n".encode())
+    answer = await reader.read()
+    writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return head.split(b"\r\n")[0], body
+
+
+async def test_an_absolute_form_target_gives_both_the_host_for_the_key_and_the_path(make_api):
+    api = await make_api(auth={"api_keys": [{"key": "host-only", "domains": ["api.example.com"]}]})
+    status, body = await raw_get(api, "http://api.example.com/rest/health",
+                                 "Host: evil.example.com\r\nApi-Key: host-only\r\n")
+    assert status.split()[1] == b"200" and b"xmpp_link" in body  # routed by the target's path too
+    status, body = await raw_get(api, "http://evil.example.com/rest/health",
+                                 "Host: api.example.com\r\nApi-Key: host-only\r\n")
+    assert status.split()[1] == b"403" and b"not authorized to access /rest/health" in body
 
 
 async def test_open_access_needs_no_key_but_still_a_login(make_api):

@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from fakes import API_KEY, COMPONENT_JID, admin_headers
+from fakes import ADMIN, API_KEY, COMPONENT_JID, admin_headers, basic
 from tigase_rest import errors
 
 CLIENT = "{jabber:client}"
@@ -191,6 +191,11 @@ async def test_timeout_is_504(api):
     (b"<?xml version='1.0'?><!DOCTYPE m [<!ENTITY xxe SYSTEM 'file:///etc/passwd'>]>"
      b"<message to='bob@example.com'><body>&xxe;</body></message>", "/rest/stream/", "DTD"),
     (b"<message to='bob@example.com'><body>&undefined;</body></message>", "/rest/stream/", "Malformed XML"),
+    (b"<?xml version='1.0' encoding='UTF-7'?><message to='bob@example.com'><body>+AGE-</body></message>",
+     "/rest/stream/", "encoding that is not supported"),
+    (b"<?xml version='1.0' encoding='Shift_JIS'?><message to='bob@example.com'><body>\x82\xa0</body></message>",
+     "/rest/stream/", "send UTF-8"),
+    (b"<?xml version='1.0' encoding='x-no-such'?><message to='bob@example.com'/>", "/rest/stream/", "send UTF-8"),
 ])
 async def test_bad_bodies_are_400_and_nothing_is_sent(api, body, path, needle):
     response = await post(api, body, path)
@@ -206,3 +211,30 @@ async def test_bad_body_error_in_json_when_asked(api):
     assert response.status == 400
     assert response.headers["Content-Type"] == "application/json; charset=utf-8"
     assert (await response.json())["error"]["reason"].startswith("Not a stanza")
+
+
+async def test_a_json_number_of_5000_digits_is_400_with_the_reason(make_api):
+    api = await make_api(http={"max_body_bytes": 65536})
+    body = b'{"command": {"node": "n", "fields": [{"var": "x", "value": ' + b"9" * 5000 + b"}]}}"
+    response = await api.post("/rest/adhoc/example.com", data=body, headers={
+        "Api-Key": API_KEY, "Authorization": basic(ADMIN), "Content-Type": "application/json"})
+    assert response.status == 400
+    assert "more than 4300 digits" in (await response.json())["error"]["reason"]
+    assert api.link.sent == [] and api.link.requests == []
+
+
+@pytest.mark.parametrize("reason", [
+    "Cannot reach the XMPP server's c2s port: [Errno 111] Connect call failed ('10.1.2.3', 5999)",
+    "Cannot reach the XMPP server's c2s port: Multiple exceptions: [Errno 111] Connect call failed "
+    "('fd00::7', 5999, 0, 0), [Errno 111] Connect call failed ('10.1.2.3', 5999)",
+    "No answer from the BOSH service at http://10.1.2.3:5999/http-bind within 5 s",
+    "Cannot reach the BOSH service at https://10.1.2.3:5999/bosh: Cannot connect to host 10.1.2.3:5999 ssl:default",
+])
+async def test_a_5xx_names_no_internal_address_but_the_log_does(api, caplog, reason):
+    api.link.reply = errors.HttpError(503, reason)
+    response = await post(api, b"<iq type='get' to='example.com' id='1'><ping xmlns='urn:xmpp:ping'/></iq>")
+    assert response.status == 503
+    shown = error_reason(await response.text())
+    assert "10.1.2.3" not in shown and "5999" not in shown and "fd00" not in shown, shown
+    assert "the XMPP server" in shown
+    assert "10.1.2.3" in caplog.text  # for the admin

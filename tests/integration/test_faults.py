@@ -419,3 +419,34 @@ async def test_sighup_under_load_fails_no_request_and_reloads(component_factory,
     assert reloads == 3, component.log_text()[-2000:]
     assert received == answered
     assert component.process.poll() is None
+
+
+async def test_trickling_heads_are_closed_after_header_timeout_and_over_max_connections_is_503(component_factory):
+    component = component_factory(http={"header_timeout": 1, "max_connections": 60})
+    port = int(component.url.rsplit(":", 1)[1])
+    conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(50)]
+    started = time.monotonic()
+    for _, writer in conns:
+        writer.write(b"GET /rest/health HTTP/1.1\r\nHost: loc")  # half a header, then nothing
+
+    async def closed(reader) -> float:
+        try:
+            while await asyncio.wait_for(reader.read(1024), 5):
+                pass
+        except ConnectionError:
+            pass
+        return time.monotonic() - started
+
+    # meanwhile whole requests are served, and past 60 open connections a new one gets 503
+    assert (await call(component, "GET", "/rest/health")).status == 200
+    extra = [await asyncio.open_connection("127.0.0.1", port) for _ in range(15)]
+    refused = [await asyncio.wait_for(r.read(), 5) for r, _ in extra[10:]]
+    assert all(a.startswith(b"HTTP/1.1 503 ") for a in refused), refused
+    waited = await asyncio.gather(*(closed(r) for r, _ in conns))
+    print(f"\n50 half-sent heads, header_timeout 1 s: closed after {min(waited):.2f}-{max(waited):.2f} s; "
+          f"connections 61-65 answered 503")
+    assert all(0.9 <= w < 3 for w in waited), waited
+    for _, w in conns + extra:
+        w.close()
+    answer = await call(component, "GET", "/rest/health")
+    assert answer.status == 200 and answer.headers["Server"] == "tigase-rest"

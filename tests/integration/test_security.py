@@ -8,6 +8,7 @@ import asyncio
 import base64
 import secrets
 import uuid
+from xml.etree import ElementTree
 
 import aiohttp
 import pytest
@@ -65,18 +66,20 @@ async def test_failed_logins_are_limited_per_jid_and_per_address_then_reset(comp
         answer = await from_address(component, "127.0.0.6", auth=basic(f"nobody-{n}@localhost", "guess"))
         assert answer.status == 401, answer.text
     seen = prosody_connections(prosody)
-    limited = await from_address(component, "127.0.0.6", auth=basic("bob@localhost", "bobpass"))
+    # (a password never verified: a verified one is served from the cache before any limiter)
+    limited = await from_address(component, "127.0.0.6", auth=ADMIN)
     assert_limited(limited, window)
     # a forwarding header does not move the caller to another address
-    assert_limited(await from_address(component, "127.0.0.6", auth=basic("bob@localhost", "bobpass"),
+    assert_limited(await from_address(component, "127.0.0.6", auth=ADMIN,
                                       headers={"X-Forwarded-For": "10.9.9.9", "Forwarded": "for=10.9.9.9"}), window)
     assert prosody_connections(prosody) == seen, "a limited login still reached the server"
-    assert (await from_address(component, "127.0.0.7", auth=basic("bob@localhost", "bobpass"))).status == 200
+    assert (await from_address(component, "127.0.0.6", auth=basic("bob@localhost", "bobpass"))).status == 200
+    assert (await from_address(component, "127.0.0.7", auth=ADMIN)).status == 200
 
     # Once Retry-After has passed, both limits are gone (alice's began earlier).
     await asyncio.sleep(int(limited.headers["Retry-After"]))
     assert (await from_address(component, "127.0.0.8", auth=ALICE)).status == 200
-    assert (await from_address(component, "127.0.0.6", auth=basic("bob@localhost", "bobpass"))).status == 200
+    assert (await from_address(component, "127.0.0.6", auth=basic("carol@localhost", "x"))).status == 401
 
 
 async def test_concurrent_wrong_passwords_cannot_outrun_the_limit(component_factory, prosody):
@@ -91,6 +94,112 @@ async def test_concurrent_wrong_passwords_cannot_outrun_the_limit(component_fact
     print(f"\n30 concurrent wrong passwords, max_failures 3: answers {statuses}; {attempts} logins reached Prosody")
     assert set(statuses) <= {401, 429}, statuses
     assert attempts <= 3, f"{attempts} password guesses reached the server (max_failures = 3)"
+
+
+async def test_parallel_guesses_for_many_jids_from_one_address_reach_the_server_max_failures_times(
+        component_factory, prosody):
+    """Password spraying: one wrong password for each of 40 JIDs, all at once, from one address.
+    Logins in flight count against the per-address limit: at most max_failures reach Prosody."""
+    component = component_factory(auth={"max_failures": 3, "failure_window": 60}, log={"level": "info"})
+    seen = prosody_connections(prosody)
+    answers = await asyncio.gather(*(
+        from_address(component, "127.0.0.10", auth=basic(f"spray-{n}@localhost", "Summer2024!")) for n in range(40)))
+    statuses = [a.status for a in answers]
+    attempts = prosody_connections(prosody) - seen
+    print(f"\n40 concurrent guesses for 40 JIDs from one address, max_failures 3: {statuses.count(401)} x 401, "
+          f"{statuses.count(429)} x 429; {attempts} logins reached Prosody")
+    assert set(statuses) <= {401, 429}, statuses
+    assert statuses.count(401) <= 3 and attempts <= 3, (statuses, attempts)
+    assert all(int(a.headers["Retry-After"]) >= 1 for a in answers if a.status == 429)
+
+
+async def test_the_owner_with_a_verified_password_is_not_locked_out_by_guesses(component_factory, prosody):
+    component = component_factory(auth={"max_failures": 5, "failure_window": 60})
+    admin = basic("admin@localhost", "adminpass")
+    assert (await from_address(component, "127.0.0.11", auth=admin)).status == 200  # verified, cached
+    for n in range(5):
+        assert (await from_address(component, "127.0.0.11", auth=basic("admin@localhost", f"x{n}"))).status == 401
+    assert_limited(await from_address(component, "127.0.0.11", auth=basic("admin@localhost", "x5")), 60)
+    seen = prosody_connections(prosody)
+    answer = await from_address(component, "127.0.0.11", auth=admin)
+    assert answer.status == 200, f"the owner is locked out: {answer.status} {answer.text}"
+    assert prosody_connections(prosody) == seen  # from the cache: the limiter still holds for guesses
+
+
+async def new_user(component, password: str) -> str:
+    jid = f"pw-{uuid.uuid4().hex[:8]}@localhost"
+    answer = await call(component, "POST", "/rest/adhoc/localhost", body={"command": {
+        "node": ADMIN_NS + "add-user", "fields": [
+            {"var": "accountjid", "value": jid}, {"var": "password", "value": password},
+            {"var": "password-verify", "value": password}]}})
+    assert answer.status == 200, answer.text
+    return jid
+
+
+async def post_as(component, jid: str, password: str) -> int:
+    """/rest/stream needs no session of the caller's: a cached credential alone lets it through."""
+    return (await call(component, "POST", "/rest/stream/", auth=basic(jid, password), headers=XML,
+                       body='<message to="nobody@localhost"><body>x</body></message>')).status
+
+
+async def status_within(seconds: float, probe, expected: int) -> int:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while (status := await probe()) != expected and loop.time() < deadline:
+        await asyncio.sleep(0.1)
+    return status
+
+
+async def test_an_old_password_stops_working_after_a_change_through_the_api(component_factory):
+    jid = f"ops-{uuid.uuid4().hex[:8]}@localhost"
+    component = component_factory(auth={"admins": ["admin@localhost", jid]})
+    assert (await call(component, "POST", "/rest/adhoc/localhost", body={"command": {
+        "node": ADMIN_NS + "add-user", "fields": [
+            {"var": "accountjid", "value": jid}, {"var": "password", "value": "old-pw"},
+            {"var": "password-verify", "value": "old-pw"}]}})).status == 200
+    assert await post_as(component, jid, "old-pw") == 200  # verified and cached
+    answer = await call(component, "POST", "/rest/adhoc/localhost", body={"command": {
+        "node": ADMIN_NS + "change-user-password",
+        "fields": [{"var": "accountjid", "value": jid}, {"var": "password", "value": "new-pw"}]}})
+    assert answer.status == 200, answer.text
+    assert await post_as(component, jid, "old-pw") == 401  # at once: the API call itself forgot it
+    assert await post_as(component, jid, "new-pw") == 200
+
+
+async def test_an_old_password_stops_working_when_the_server_ends_the_session(component_factory, xmpp_client):
+    """The password changed elsewhere (here: an admin's own XMPP client); Prosody then closes the
+    user's sessions, the pooled one too, and the cached credential goes with it."""
+    jid = f"ops-{uuid.uuid4().hex[:8]}@localhost"
+    component = component_factory(auth={"admins": ["admin@localhost", jid]})
+    assert (await call(component, "POST", "/rest/adhoc/localhost", body={"command": {
+        "node": ADMIN_NS + "add-user", "fields": [
+            {"var": "accountjid", "value": jid}, {"var": "password", "value": "old-pw"},
+            {"var": "password-verify", "value": "old-pw"}]}})).status == 200
+    assert await post_as(component, jid, "old-pw") == 200
+    admin = await xmpp_client("admin", resource="oob", presence=False)
+    iq = admin.xmpp.make_iq_set(ito="localhost")
+    iq.append(ElementTree.fromstring(
+        f"<command xmlns='http://jabber.org/protocol/commands' node='{ADMIN_NS}change-user-password' "
+        f"action='execute'><x xmlns='jabber:x:data' type='submit'>"
+        f"<field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/admin</value></field>"
+        f"<field var='accountjid'><value>{jid}</value></field><field var='password'><value>new-pw</value></field>"
+        f"</x></command>"))
+    assert (await iq.send(timeout=5))["type"] == "result"
+    assert await status_within(2, lambda: post_as(component, jid, "old-pw"), 401) == 401
+    assert await post_as(component, jid, "new-pw") == 200
+
+
+async def test_end_user_session_through_the_api_makes_the_next_request_log_in_again(component):
+    jid = await new_user(component, "pw")
+    user = basic(jid, "pw")
+    assert (await call(component, "GET", "/rest/adhoc/localhost", auth=user)).status == 200
+    answer = await call(component, "POST", "/rest/adhoc/localhost", body={"command": {
+        "node": ADMIN_NS + "end-user-session", "fields": [{"var": "accountjids", "value": [jid]}]}})
+    assert answer.status == 200, answer.text
+    logins = (await call(component, "GET", "/rest/health?type=application/json")).json()["health"]["caller_logins"]
+    assert (await call(component, "GET", "/rest/adhoc/localhost", auth=user)).status == 200
+    health = (await call(component, "GET", "/rest/health?type=application/json")).json()["health"]
+    assert health["caller_logins"] == logins + 1
 
 
 # --- secrets in logs ---------------------------------------------------------------------------
@@ -213,6 +322,18 @@ async def test_api_keys_limited_to_paths_and_hosts_are_refused_elsewhere(compone
         answer = await ask("host-only", host=host)
         assert answer.status == 403 and "not authorized" in answer.text, (host, answer.text)
 
+    # An absolute-form target: its host is the one checked and its path the one routed, never a mix.
+    port = int(component.url.rsplit(":", 1)[1])
+    for target, host, expected in (("http://api.example.test/rest/health", "evil.com", b"200"),
+                                   ("http://evil.com/rest/health", "api.example.test", b"403")):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"GET {target} HTTP/1.1\r\nHost: {host}\r\nApi-Key: host-only\r\n"
+                     f"Connection: close\r\n\r\n".encode())
+        answer = await reader.read()
+        writer.close()
+        assert answer.split()[1] == expected, (target, answer[:300])
+        assert (b"xmpp_link" if expected == b"200" else b"not authorized to access /rest/health") in answer
+
     assert (await ask("full-key")).status == 200
     for key in ("FULL-KEY", "full-ke", "full-keyy", "full-key\u00e9", "stream-onlyfull-key"):
         assert (await ask(key, "/rest/stream/", "POST", stanza.format("bad key"))).status == 403, key
@@ -282,3 +403,17 @@ async def test_c2s_login_without_tls_fails_closed(component_factory, prosody, mo
                  base64.b64encode(b"\0alice\0alicepass").decode()):
         assert sent not in log, f"{sent!r} was sent over an unencrypted stream"
     print(f"\nc2s_tls={mode} without TLS on the server: {answer.status} {reason}")
+
+
+async def test_a_5xx_does_not_show_the_xmpp_servers_internal_address(component_factory, prosody):
+    from tigase_rest.devtools.prosody import free_port
+
+    closed = free_port()  # nothing listens there
+    component = component_factory(xmpp={"c2s_port": closed, "c2s_tls": "none"})
+    answer = await call(component, "GET", "/rest/adhoc/localhost?type=application/json", auth=ALICE)
+    assert answer.status == 503, answer.text
+    reason = answer.json()["error"]["reason"]
+    print(f"\nc2s port closed: 503 {reason}")
+    assert str(closed) not in reason and "127.0.0.1" not in reason and "the XMPP server" in reason, reason
+    assert str(closed) in component.log_text()  # the admin still finds it
+    assert answer.headers["Server"] == "tigase-rest"

@@ -277,3 +277,39 @@ def test_pool_apply_changes_the_login_limits():
     assert pool.config.auth.max_failures == 2
     for limiter in (pool.jid_failures, pool.addr_failures):
         assert (limiter.max_failures, limiter.window) == (2, 30)
+
+
+# --- keys limited by method --------------------------------------------------------------------
+
+
+def test_key_limited_to_methods():
+    check = checker(ApiKey("k", paths=("/rest/avatar/.*",), methods=("GET",)))
+    get = make_mocked_request("GET", "/rest/avatar/a@example.com", headers={"Host": "h", "Api-Key": "k"})
+    put = make_mocked_request("PUT", "/rest/avatar/a@example.com", headers={"Host": "h", "Api-Key": "k"})
+    assert check.check(get) is True
+    error = refused(check, put)
+    assert error.reason == "Provided Api-Key is not authorized to use PUT on /rest/avatar/a@example.com (only GET)"
+
+
+def test_open_access_key_limited_to_methods():
+    check = checker(ApiKey("open_access", methods=("GET",)), "k")
+    assert check.check(make_mocked_request("GET", "/rest/health", headers={"Host": "h"})) is False
+    assert "Missing" in refused(check, make_mocked_request("POST", "/rest/stream/", headers={"Host": "h"})).reason
+
+
+@pytest.mark.parametrize("target, host, allowed", [
+    ("http://api.example.com/rest/stream/x", "evil.example.com", True),  # the target's host counts...
+    ("http://evil.example.com/rest/stream/x", "api.example.com", False),  # ...not the Host header
+    ("http://user@API.example.com:8080/rest/stream/x?y=1", "evil.example.com", True),
+    ("/rest/stream/x", "api.example.com", True),
+])
+def test_the_host_of_an_absolute_form_target_replaces_the_host_header(target, host, allowed):
+    from unittest import mock
+
+    check = checker(ApiKey("k", domains=("api.example.com",)))
+    req = make_mocked_request("POST", "/rest/stream/x", headers={"Host": host, "Api-Key": "k"})
+    with mock.patch.object(type(req), "raw_path", new_callable=mock.PropertyMock, return_value=target):
+        if allowed:
+            assert check.check(req) is True
+        else:
+            refused(check, req)

@@ -408,7 +408,8 @@ async def test_broken_answers_are_502_with_the_reason(endpoint, knobs, reason):
 async def test_unreachable_is_503():
     with pytest.raises(HttpError) as e:
         await prebind("http://127.0.0.1:1/http-bind")
-    assert e.value.status == 503 and "Cannot reach the BOSH service" in e.value.reason
+    assert e.value.status == 503 and e.value.reason == "Cannot reach the XMPP server's BOSH service"
+    assert "127.0.0.1:1" in e.value.detail  # the address goes to the log only
 
 
 async def test_no_answer_is_504_within_the_timeout_and_the_session_is_terminated(endpoint):

@@ -275,7 +275,8 @@ def test_json_keeps_native_types():
 
 
 @pytest.mark.parametrize("body", [b"{", b'{"a": }', b"nope", b"", b"\xef\xbb\xbf{}", b'{"a": NaN}',
-                                  b"[Infinity]", b'{"a": -Infinity}'])
+                                  b"[Infinity]", b'{"a": -Infinity}', b'{"a": ' + b"9" * 5000 + b"}",
+                                  b"[-" + b"1" * 4301 + b"]", b"[1e999]", b"[-1e400]"])
 def test_malformed_json_is_400(body):
     with pytest.raises(HttpError) as e:
         parse_json(body)
@@ -465,3 +466,20 @@ def test_round_trip_sample_with_every_shape():
     data = {"command": {"node": "n", "fields": [{"var": "a", "value": ["x", "y"]}, {"var": "b", "value": ""}],
                         "nested": [["1"], ["2", "3"]], "text": " spaced \t\r\n "}}
     assert round_trip(data) == data
+
+
+@pytest.mark.parametrize("encoding", ["UTF-7", "Shift_JIS", "EUC-JP", "no-such-encoding"])
+def test_xml_in_an_encoding_expat_cannot_read_is_400_with_the_reason(encoding):
+    with pytest.raises(HttpError) as e:
+        parse_xml(f"<?xml version='1.0' encoding='{encoding}'?><a>x</a>".encode("ascii"))
+    assert e.value.status == 400
+    assert "encoding" in e.value.reason and "send UTF-8" in e.value.reason
+
+
+def test_xml_in_latin1_and_utf16_is_still_read():
+    assert parse_xml("<?xml version='1.0' encoding='ISO-8859-1'?><a>\u00e9</a>".encode("latin-1")).text == "\u00e9"
+    assert parse_xml("<?xml version='1.0' encoding='UTF-16'?><a>\u00e9</a>".encode("utf-16")).text == "\u00e9"
+
+
+def test_a_json_integer_under_the_limit_is_kept():
+    assert parse_json(b"[" + b"9" * 4000 + b"]") == [int("9" * 4000)]

@@ -141,11 +141,13 @@ def test_api_keys_as_strings_and_tables():
         "plain",
         {"key": "limited", "domains": ["api.example.com"], "paths": ["/rest/stream/.*"]},
         {"key": "one-domain", "domains": "api.example.com"},  # a single string is a list of one
+        {"key": "reader", "paths": ["/rest/avatar/.*"], "methods": ["get", "HEAD"]},
     ]}})
     assert cfg.auth.api_keys == (
         ApiKey("plain"),
         ApiKey("limited", ("api.example.com",), ("/rest/stream/.*",)),
         ApiKey("one-domain", ("api.example.com",)),
+        ApiKey("reader", (), ("/rest/avatar/.*",), ("GET", "HEAD")),
     )
 
 
@@ -156,6 +158,8 @@ def test_api_keys_as_strings_and_tables():
     ({"key": ""}, "auth.api_keys[0]"),
     ({"domains": ["x"]}, "auth.api_keys[0]"),
     ({"key": "k", "path": ["/x"]}, "'path'"),
+    ({"key": "k", "methods": ["GET /x"]}, "auth.api_keys[0].methods"),
+    ({"key": "k", "methods": [1]}, "auth.api_keys[0].methods"),
     (5, "auth.api_keys[0]"),
 ])
 def test_bad_api_key_tables_are_named(entry, needle):

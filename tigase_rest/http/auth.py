@@ -2,7 +2,7 @@
 
 API keys come from the ``Api-Key`` header or the ``api-key`` query parameter. A key may be limited
 to HTTP Host names and to path regexes (full match against the path including the context, as
-Tigase's ApiKeyItem). A key literally named ``open_access`` is used for requests that carry no key,
+Tigase's ApiKeyItem), and to HTTP methods (ours: a read-only key for avatars cannot PUT). A key literally named ``open_access`` is used for requests that carry no key,
 and ``open_access = true`` disables keys entirely. Keys are compared in constant time.
 """
 
@@ -38,10 +38,11 @@ class ApiKeyChecker:
         if self.open_access:
             return False
         given = request_api_key(request)
-        host = _host_name(request.host or "")
-        path = request.path
+        host = request_host(request)
+        path = request.path  # from the request target, as the host of an absolute-form target
+        method = request.method
         if given is None:
-            if self.open_key and _allows(self.open_key, host, path):
+            if self.open_key and _allows(self.open_key, host, path) and _allows_method(self.open_key[0], method):
                 return False
             raise HttpError(403, "Missing required 'Api-Key' header (or 'api-key' query parameter)")
         matched = None
@@ -52,7 +53,22 @@ class ApiKeyChecker:
                 matched = entry
         if matched is None or not _allows(matched, host, path):
             raise HttpError(403, f"Provided Api-Key is not authorized to access {path}")
+        if not _allows_method(matched[0], method):
+            raise HttpError(403, f"Provided Api-Key is not authorized to use {method} on {path} "
+                                 f"(only {', '.join(matched[0].methods)})")
         return True
+
+
+def request_host(request: web.BaseRequest) -> str:
+    """The host a request names, without the port: the authority of an absolute-form target
+    (``GET http://host/rest/...``, RFC 9112 3.2.2: it replaces Host), else the Host header.
+    Routing takes the path from that same target, so the key check and the route agree.
+    Either way it is what the client says: a boundary only when a proxy in front sets it."""
+    raw = request.raw_path
+    if not raw.startswith("/") and "://" in raw:  # absolute-form; "*" (OPTIONS *) has no host
+        authority = raw.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0]
+        return _host_name(authority.rpartition("@")[2])  # no userinfo
+    return _host_name(request.host or "")
 
 
 def _host_name(host: str) -> str:
@@ -67,6 +83,10 @@ def _allows(entry: tuple[ApiKey, list[re.Pattern]], host: str, path: str) -> boo
     if key.domains and host not in (d.lower() for d in key.domains):
         return False
     return not patterns or any(p.fullmatch(path) for p in patterns)
+
+
+def _allows_method(key: ApiKey, method: str) -> bool:
+    return not key.methods or method in key.methods
 
 
 def basic_credentials(request: web.BaseRequest) -> tuple[str, str] | None:

@@ -21,12 +21,13 @@ from slixmpp.jid import JID
 from .. import coding
 from ..coding import negotiated_format
 from ..config import Config
-from ..errors import HttpError, challenge
+from ..errors import HttpError, challenge, public
 from ..handlers import Result, build_args
 from ..loader import RouteTable
 from ..service import Parts, Service
 from ..xmpp.sessions import Caller
 from .auth import ApiKeyChecker, basic_credentials, caller_jid
+from .connections import HttpServer, Request
 from .index import render_index
 
 log = logging.getLogger(__name__)
@@ -63,11 +64,18 @@ class RestServer:
 
     def server_kwargs(self) -> dict[str, Any]:
         """Arguments for ``web.Server`` (or aiohttp's ``RawTestServer``)."""
-        return {"request_factory": self.make_request, "access_log_class": AccessLogger}
+        return {"request_factory": self.make_request, "access_log_class": AccessLogger,
+                "keepalive_timeout": self.current().config.http.keepalive_timeout}
+
+    def web_server(self) -> HttpServer:
+        """The aiohttp server to run: connections bounded in number and in the time a head may take."""
+        http = self.current().config.http  # [http] changes need a restart
+        return HttpServer(self.handle, header_timeout=http.header_timeout, max_connections=http.max_connections,
+                          **self.server_kwargs())
 
     def make_request(self, message, payload, protocol, writer, task) -> web.BaseRequest:
-        return web.BaseRequest(message, payload, protocol, writer, task, asyncio.get_running_loop(),
-                               client_max_size=self.current().config.http.max_body_bytes)
+        return Request(message, payload, protocol, writer, task, asyncio.get_running_loop(),
+                       client_max_size=self.current().config.http.max_body_bytes)
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         current = self.current()
@@ -90,8 +98,10 @@ class RestServer:
             return await self._dispatch(current, request, fmt)
         except HttpError as e:
             if e.status >= 500:
-                log.warning("%s %s -> %d %s", request.method, request.path, e.status, e.reason)
-            return error_response(e, fmt)
+                # The log has the whole reason; the client gets it without internal addresses.
+                log.warning("%s %s -> %d %s%s", request.method, request.path, e.status, e.reason,
+                            f" ({e.detail})" if e.detail else "")
+            return error_response(public(e), fmt)
         except web.HTTPRequestEntityTooLarge:
             # A chunked body (no Content-Length) over the limit, found while reading it.
             limit = current.config.http.max_body_bytes

@@ -136,7 +136,7 @@ class ClientStream(asyncio.Protocol):
         try:
             await asyncio.get_running_loop().create_connection(lambda: self, host, port)
         except OSError as e:
-            raise errors.HttpError(503, f"Cannot reach the XMPP server's c2s port: {e}",
+            raise errors.HttpError(503, "Cannot reach the XMPP server's c2s port", detail=f"{host}:{port}: {e}",
                                    condition="service-unavailable", headers={"Retry-After": "5"}) from None
         if tls == "direct":
             await self._start_tls(ssl_context, domain)
@@ -372,7 +372,9 @@ class ClientStream(asyncio.Protocol):
             if isinstance(reason, ssl.SSLError):  # e.g. the certificate did not verify
                 self._deliver(tls_failure(reason))
             else:
-                self._deliver(errors.HttpError(503, f"Cannot log in {self.jid}: {reason}",
+                # An OSError names addresses: the client is told what happened, the log says where.
+                said = "the connection to the XMPP server failed" if isinstance(reason, OSError) else reason
+                self._deliver(errors.HttpError(503, f"Cannot log in {self.jid}: {said}", detail=str(reason),
                                                condition="service-unavailable", headers={"Retry-After": "5"}))
         self._close_transport()
 

@@ -21,6 +21,7 @@ from xml.etree.ElementTree import Element, SubElement
 
 from ..coding import check_xml_text, local_name
 from ..errors import HttpError
+from .stanzas import parse_bare_jid
 
 COMMANDS_NS = "http://jabber.org/protocol/commands"
 DATA_NS = "jabber:x:data"
@@ -78,6 +79,28 @@ def parse_command_request(content: Any) -> dict:
     if action is not None and action not in ACTIONS:
         raise HttpError(400, f"'action' must be one of {', '.join(ACTIONS)}, not {action!r}")
     return {"node": node.strip(), "fields": checked, "sessionid": sessionid, "action": action}
+
+
+# XEP-0133 commands after which an account's old password (or the account) is gone: the component
+# must not keep accepting what it cached (CallerPool.forget). Fields: accountjid(s).
+ACCOUNT_CHANGING_NODES = frozenset("http://jabber.org/protocol/admin#" + name for name in (
+    "change-user-password", "delete-user", "end-user-session", "disable-user"))
+
+
+def accounts_changed_by(request: dict) -> list[str]:
+    """The bare JIDs a parsed command request (``parse_command_request``) changes or deletes, when
+    its node is one of ``ACCOUNT_CHANGING_NODES``; values that are not JIDs are skipped."""
+    if request["node"] not in ACCOUNT_CHANGING_NODES:
+        return []
+    jids = []
+    for var, values in request["fields"]:
+        if var in ("accountjid", "accountjids"):
+            for value in values:
+                try:
+                    jids.append(str(parse_bare_jid(value.split("/", 1)[0], var)))  # a resource: the account
+                except HttpError:
+                    pass  # the server refused it too, or will: nothing of ours to forget
+    return jids
 
 
 def _values(value: Any, where: str) -> list[str]:

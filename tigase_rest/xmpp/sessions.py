@@ -4,7 +4,11 @@ A Basic-auth password is verified by a real SASL login against the server's c2s 
 session is kept in a bounded pool (LRU cap, idle timeout) and reused for the caller's IQs, so the
 server applies its own access rules to them (DESIGN.md, "Two identities").
 After a success the check is cached in memory as a salted HMAC with a TTL: a request with cached
-credentials costs no login. Failures are never cached and are rate-limited per JID and per address.
+credentials costs no login, and is served before any limiter is asked (limiters stop guesses, not
+the owner). Failures are never cached and are rate-limited per JID and per address; logins still in
+flight count against both limits, so concurrency cannot outrun them. A cached credential is dropped
+when the server ends that JID's pooled session (password changed, account deleted, session ended)
+and when a command run through the API changes the account (``forget``).
 Sessions send no presence (they are not "available" and receive no chat traffic).
 """
 
@@ -18,6 +22,7 @@ import logging
 import os
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from xml.etree.ElementTree import Element, SubElement
 
@@ -44,13 +49,27 @@ class Caller:
 class CallerSession(ClientStream):
     """One logged-in c2s session of one caller."""
 
-    __slots__ = ("config", "ssl_context", "last_used")
+    __slots__ = ("config", "ssl_context", "last_used", "on_lost")
 
     def __init__(self, config: Config, jid: JID, ssl_context: ssl.SSLContext):
         super().__init__(jid, config.xmpp.max_stanza_bytes)
         self.config = config
         self.ssl_context = ssl_context
         self.last_used = time.monotonic()
+        # Called once when the connection goes and the pool did not close it itself: the server
+        # ended the session (password changed, account deleted, end-user-session) or the network did.
+        self.on_lost: Callable[[CallerSession], None] | None = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        on_lost, self.on_lost = self.on_lost, None
+        if on_lost is not None:
+            on_lost(self)
+
+    def retire(self) -> None:
+        """Closed by the pool (evicted, idle, replaced, forgotten): not news for the pool."""
+        self.on_lost = None
+        self.close()
 
     async def login(self, password: str, timeout: float) -> None:
         x = self.config.xmpp
@@ -126,6 +145,7 @@ class CallerPool:
         self._logins: dict[str, asyncio.Future] = {}
         self._verifications: dict[str, asyncio.Future] = {}
         self._attempts: collections.Counter[str] = collections.Counter()  # verifications in flight per JID
+        self._addr_attempts: collections.Counter[str] = collections.Counter()  # ... and per client address
         self._process_key = os.urandom(32)
         # One TLS context for all sessions: loading the CA store costs 73 ms and ~850 KiB.
         self._ssl_context = ssl.create_default_context(cafile=config.xmpp.c2s_ca_file or None)
@@ -145,7 +165,7 @@ class CallerPool:
         if self._sweeper:
             self._sweeper.cancel()
         for session in self._sessions.values():
-            session.close()
+            session.retire()
         self._sessions.clear()
         self._verified.clear()
 
@@ -163,35 +183,65 @@ class CallerPool:
     async def authenticate(self, jid: JID, password: str, remote: str) -> Caller:
         """Verify Basic-auth credentials; raises HttpError 401/429/503/504."""
         bare = str(jid)
-        self._check_limits(bare, remote)
+        # A verified credential first: the limiters stop guesses, and must not lock the owner out
+        # while someone else guesses (a cache hit costs the server nothing, so nothing to limit).
         verified = self._verified.get(bare)
         if verified and verified.expires > time.monotonic() and hmac.compare_digest(
                 verified.digest, _digest(verified.salt, password)):
-            return Caller(bare, self._is_admin(bare, verified.is_admin))
+            session = self._sessions.get(bare)
+            if session is None or session.alive:  # a dead pooled session: the server may have a new password
+                return Caller(bare, self._is_admin(bare, verified.is_admin))
+            self._drop(bare, session)
+        self._check_limits(bare, remote)
         # Concurrent requests with the same credentials share one verification (login, admin
         # check, cache entry), so a burst costs one login and never replaces a fresh session.
         key = self._fingerprint(bare, password)
         running = self._verifications.get(key)
         if running is None:
-            if self._attempts[bare] + self.jid_failures.count(bare) >= self.config.auth.max_failures:
-                # Attempts still in flight count as failures until they end: concurrency
-                # cannot outrun the limit.
+            # Logins still in flight count as failures until they end, per JID and per address:
+            # concurrency cannot outrun the limits (200 parallel guesses for 200 JIDs from one
+            # address reach the server at most max_failures times). A success stops counting.
+            limit = self.config.auth.max_failures
+            if self._attempts[bare] + self.jid_failures.count(bare) >= limit:
                 raise errors.HttpError(429, "Too many logins in progress for this JID; retry in 1 s",
                                        headers={"Retry-After": "1"})
+            if self._addr_attempts[remote] + self.addr_failures.count(remote) >= limit:
+                raise errors.HttpError(429, "Too many logins in progress from this address; retry in 1 s",
+                                       headers={"Retry-After": "1"})
             self._attempts[bare] += 1
+            self._addr_attempts[remote] += 1
             running = asyncio.ensure_future(self._verify(jid, password, remote))
             self._verifications[key] = running
 
             def done(_):
                 self._verifications.pop(key, None)
-                self._attempts[bare] -= 1
-                if not self._attempts[bare]:
-                    del self._attempts[bare]
+                for counter, k in ((self._attempts, bare), (self._addr_attempts, remote)):
+                    counter[k] -= 1
+                    if not counter[k]:
+                        del counter[k]
             running.add_done_callback(done)
         try:
             return await asyncio.shield(running)
         except AuthFailed:
             raise errors.HttpError(401, f"Invalid credentials for {bare}", headers=errors.challenge()) from None
+
+    def forget(self, jid: str) -> None:
+        """Drop ``jid``'s cached credential and pooled session: its next request logs in again.
+        For commands run through the API that change or delete the account (adhoc.py)."""
+        self._drop(jid, self._sessions.get(jid))
+
+    def _drop(self, bare: str, session: CallerSession | None) -> None:
+        self._verified.pop(bare, None)
+        if session is not None and self._sessions.get(bare) is session:
+            del self._sessions[bare]
+            session.retire()
+
+    def _lost(self, session: CallerSession) -> None:
+        """The server (or the network) ended a pooled session: its credential goes with it."""
+        bare = str(session.jid)
+        if self._sessions.get(bare) is session:
+            log.info("Dropping the cached credential of %s with its session", bare)
+            self._drop(bare, session)
 
     def _check_limits(self, bare: str, remote: str) -> None:
         for limiter, key, what in ((self.jid_failures, bare, "this JID"), (self.addr_failures, remote, "this address")):
@@ -205,9 +255,9 @@ class CallerPool:
         try:
             session = await self._login_once(jid, password)
         except AuthFailed:
+            # The cached entry (another password) stays: a wrong guess must not log the owner out.
             self.jid_failures.record(bare)
             self.addr_failures.record(remote)
-            self._verified.pop(bare, None)
             raise
         is_admin = bare in self.config.auth.admins
         if not is_admin and self.config.auth.admins_from_server:
@@ -245,11 +295,12 @@ class CallerPool:
         self.logins += 1
         old = self._sessions.pop(bare, None)
         if old is not None:
-            old.close()
+            old.retire()
         self._sessions[bare] = session
+        session.on_lost = self._lost
         while len(self._sessions) > self.config.auth.max_sessions:
             _, evicted = self._sessions.popitem(last=False)
-            evicted.close()
+            evicted.retire()
         return session
 
     async def session(self, caller: Caller, password: str) -> CallerSession:
@@ -281,9 +332,11 @@ class CallerPool:
             idle = self.config.auth.session_idle_timeout  # read each round: a SIGHUP may change it
             now = time.monotonic()
             for bare, session in list(self._sessions.items()):
-                if not session.alive or now - session.last_used > idle:
+                if not session.alive:  # ended by the server: its credential goes too
+                    self._drop(bare, session)
+                elif now - session.last_used > idle:
                     self._sessions.pop(bare, None)
-                    session.close()
+                    session.retire()
                 else:
                     session.keepalive()
             for bare, verified in list(self._verified.items()):

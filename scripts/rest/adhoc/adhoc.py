@@ -8,8 +8,8 @@ multi-stage commands. XMPP errors become HTTP statuses with the condition and te
 """
 
 from tigase_rest.api import (
-    Handler, HttpError, command_iq, command_result, commands_list, disco_commands_iq, parse_command_request, parse_jid,
-    raise_for_error,
+    Handler, HttpError, accounts_changed_by, command_iq, command_result, commands_list, disco_commands_iq,
+    parse_command_request, parse_jid, raise_for_error,
 )
 
 LIST_EXAMPLE = "curl -u admin@example.com:password -H 'Api-Key: KEY' '{base}/adhoc/example.com?type=application/json'"
@@ -58,7 +58,10 @@ class AdHocCommands(Handler):
             login, password = service.caller_credentials()
             return await service.bosh.execute(jid, request, login, password, service.is_admin(login))
         reply = await service.caller_request(command_iq(jid, request))
-        return command_result(jid, request["node"], raise_for_error(reply, jid))
+        result = command_result(jid, request["node"], raise_for_error(reply, jid))
+        # A changed password or a deleted account: the old credential must not stay cached.
+        service.forget_credentials(accounts_changed_by(request))
+        return result
 
 
 def bosh_jid(service):

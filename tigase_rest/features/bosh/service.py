@@ -140,7 +140,9 @@ async def prebind(url: str, user: JID, login: JID, password: str, *, hold: int, 
                 bound, created = await _login(bosh, user, login, password, resource, hold, wait)
         except TimeoutError:
             await bosh.terminate_quietly()
-            raise errors.timeout(f"the BOSH service at {url}", timeout) from None
+            error = errors.timeout("the XMPP server's BOSH service", timeout)
+            error.detail = url
+            raise error from None
         except BaseException:  # errors and cancellation alike: never leave a session behind
             await bosh.terminate_quietly()
             raise
@@ -220,7 +222,7 @@ class BoshClient:
         self.sid: str | None = None
 
     def failed(self, what: str) -> HttpError:
-        return HttpError(502, f"The BOSH service at {self.url} {what}")
+        return HttpError(502, f"The XMPP server's BOSH service {what}", detail=self.url)
 
     async def create(self, domain: str, hold: int, wait: int) -> Element:
         """The session creation request; returns the response body (sid, granted hold/wait, features)."""
@@ -268,10 +270,12 @@ class BoshClient:
         except TimeoutError:
             raise  # the caller's deadline: a 504, not a 502
         except aiohttp.ClientConnectorError as e:
-            raise HttpError(503, f"Cannot reach the BOSH service at {self.url}: {e.os_error or e}",
+            raise HttpError(503, "Cannot reach the XMPP server's BOSH service", detail=f"{self.url}: {e.os_error or e}",
                             condition="service-unavailable", headers={"Retry-After": "5"}) from None
         except aiohttp.ClientError as e:
-            raise self.failed(f"broke the HTTP exchange: {type(e).__name__}: {e}") from None
+            error = self.failed(f"broke the HTTP exchange ({type(e).__name__})")
+            error.detail = f"{self.url}: {e}"
+            raise error from None
         try:
             return parse_body(bytes(raw))
         except ValueError as e:
