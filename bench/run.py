@@ -12,11 +12,14 @@ Steps: (A) the component with 10 handlers: the REST scenarios, the direct ones, 
 concurrency 1/16/256, a trivial handler, py-spy profiles of scenarios 1 and 2, then 1,000 users
 created with the admin add-user command over REST; (C) the component with 1,000 handlers: the
 trivial handler again and its RSS; (B) a fresh component: RSS with 1 and with 1,000 pooled caller
-sessions; then RouteTable.resolve timed in-process for 10 and 1,000 handlers.
+sessions; then RouteTable.resolve timed in-process for 10 and 1,000 handlers; (H) aiohttp's low-level
+web.Server against a web.Application, both serving the real RestServer with the XMPP side faked
+(bench.http_server: 2 x BENCH_ROUNDS interleaved rounds of BENCH_HTTP_SECONDS=2 per run, about 1 min).
 
 BENCH_WAIT_QUIET=S waits up to S seconds, before starting, for other jobs on the machine to calm down.
 Every scenario reports the CPU that other processes used meanwhile ("others") and CPU time per request.
-BENCH_STEPS=A,C,B,R (default: all) runs only some of the steps above (R: the in-process routing timing).
+BENCH_STEPS=A,C,B,R,H (default: all) runs only some of the steps above (R: the in-process routing timing,
+H: the HTTP server comparison).
 BENCH_USERS (default 1000) changes the number of users of the memory step, only to try the script quickly.
 Work files (configs, logs, wrk scripts, profiles, results.json) go to ./run/bench (BENCH_DIR).
 Every child process is started in its own session and stopped by PID, also on failure or Ctrl-C.
@@ -316,7 +319,7 @@ class Bench:
         self.children: dict[int, object] = {}  # pid -> Popen / asyncio Process, for cleanup
         self.results: dict = {"seconds": seconds, "concurrency": CONCURRENCY, "scenarios": [], "notes": []}
         self.http: aiohttp.ClientSession | None = None
-        self.steps = set(os.environ.get("BENCH_STEPS", "A,C,B,R").upper().split(","))
+        self.steps = set(os.environ.get("BENCH_STEPS", "A,C,B,R,H").upper().split(","))
 
     # --- processes --------------------------------------------------------------------------
 
@@ -726,6 +729,23 @@ class Bench:
                   ", ".join(f"{k} {v} ns" for k, v in row.items() if k not in ("routes", "load_s")), flush=True)
         self.results["routing"] = out
 
+    async def step_http_server(self) -> None:
+        """(H) low-level web.Server vs web.Application (issue 10, item 7): no Prosody, no component."""
+        from bench import http_server
+
+        seconds = int(os.environ.get("BENCH_HTTP_SECONDS", "2"))
+        rounds = http_server.default_rounds()
+        print(f"[H] aiohttp low-level web.Server vs web.Application: {rounds} interleaved rounds of {seconds} s "
+              f"per server and path", flush=True)
+        by = {s["name"]: s for s in self.results["scenarios"]}
+        reference = {what: by[name]["cpu_us_per_req"]["component"] for what, name in
+                     (("message", "rest_message"), ("IQ", "rest_iq")) if "component" in by.get(name, {}).get("cpu_us_per_req", {})}
+        source = "this run's scenarios 1 and 2" if len(reference) == 2 else None
+        res = await http_server.measure(self.logs, seconds, rounds, reference if source else None,
+                                        source or http_server.REFERENCE_SOURCE, registry=self.children)
+        self.results["http_server"] = res
+        print(http_server.report(res), flush=True)
+
     async def run(self) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
         t_start = time.monotonic()
@@ -757,6 +777,8 @@ class Bench:
             await self.http.close()
         if "R" in self.steps:
             self.step_routing(scripts)
+        if "H" in self.steps:
+            await self.step_http_server()
         self.results["total_s"] = round(time.monotonic() - t_start)
         (self.work / "results.json").write_text(json.dumps(self.results, indent=2))
         print(report(self.results), flush=True)
@@ -844,6 +866,10 @@ def report(res: dict) -> str:
         lines.append("Routing, RouteTable.resolve (ns per call, in-process timeit): " + "; ".join(
             f"{n} scripts: " + ", ".join(f"{k} {v}" for k, v in row.items() if k not in ("routes", "load_s"))
             for n, row in rt.items()))
+    if "http_server" in res:
+        from bench import http_server
+
+        lines.append(http_server.report(res["http_server"]))
     lines.append("")
     lines.append(TARGETS_TEXT)
     for text, ok in targets(res):
