@@ -113,7 +113,7 @@ async def serve(config: Config, config_path: Path | None = None,
         reloader = Reloader(Current(config, load_routes(config.scripts_path), ApiKeyChecker(config.auth)),
                             config_path, pool, redactor)
         parts = Parts(link=link, pool=pool, privileges=privileges, statuses=statuses,
-                      avatars=Avatars(link, privileges), bosh=BoshPrebinding(x),
+                      avatars=Avatars(link, privileges), bosh=BoshPrebinding(x, config.auth.max_prebinds_per_minute),
                       health=lambda: health_counters(link, pool, reloader, started), stopping=stopping)
 
         link.on_setup(privileges.setup)

@@ -85,6 +85,8 @@ class AuthConfig:
     failure_window: float = 60.0
     max_sessions: int = 1000
     session_idle_timeout: float = 300.0
+    # BOSH pre-binds per account and minute: each is a full login with the caller's password.
+    max_prebinds_per_minute: int = 10
 
 
 @dataclass(frozen=True)

@@ -185,3 +185,15 @@ async def test_without_bosh_url_the_answer_is_501(component_factory):
     answer = await call(component, "POST", URL, auth=ALICE, body=prebind_json("alice@localhost"))
     assert answer.status == 501
     assert "bosh_url" in answer.json()["error"]["reason"]
+
+
+async def test_prebinds_per_account_are_limited_per_minute(component_factory):
+    # Each pre-bind is a full login as the caller: past the limit the answer is 429, and no login is made.
+    component = component_factory(auth={"max_prebinds_per_minute": 2})
+    for _ in range(2):
+        answer = await call(component, "POST", URL, auth=ALICE, body=prebind_json("alice@localhost"))
+        assert answer.status == 200 and values(answer.json()["command"]).get("sid"), answer.text
+    third = await call(component, "POST", URL, auth=ALICE, body=prebind_json("alice@localhost"))
+    assert third.status == 429 and "max_prebinds_per_minute" in third.text, third.text
+    assert 1 <= int(third.headers["Retry-After"]) <= 60
+    assert component.log_text().count("BOSH session pre-bound for alice@localhost") == 2

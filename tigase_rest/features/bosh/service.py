@@ -51,6 +51,7 @@ from ...config import XmppConfig
 from ...errors import HttpError
 from ...xmpp.login import (BOUND, DERIVE, RESTART, STREAMS_NS, WAIT, AuthFailed, BadSignature, Login, LoginError, NoMechanism,
                            Step)
+from ...xmpp.sessions import FailureLimiter
 from ...xmpp.stanzas import CLIENT_NS
 from . import stanzas
 from .request import DEFAULT_HOLD, DEFAULT_WAIT, MAX_HOLD, MAX_WAIT, field_values, parse_count, parse_user
@@ -83,10 +84,13 @@ class BoshPrebinding:
 
     NODE = stanzas.NODE
 
-    def __init__(self, xmpp: XmppConfig):
+    def __init__(self, xmpp: XmppConfig, per_minute: int = 10):
         self.bosh_url = xmpp.bosh_url
         self.domain = xmpp.domain
         self.iq_timeout = xmpp.iq_timeout
+        # Each pre-bind is a full login with the caller's password: at most this many per account
+        # per minute ([auth] max_prebinds_per_minute), so the API cannot be used to hammer the server.
+        self.starts = FailureLimiter(per_minute, 60.0)
 
     def commands_list(self, jid: str) -> dict:
         return stanzas.commands_list(jid)
@@ -111,6 +115,12 @@ class BoshPrebinding:
         if user.bare != login and not login_is_admin:
             return stanzas.error_result(jid, NO_PERMISSION, f"{login} is not an admin: only admins may pre-bind "
                                                             f"a session for another user ({user.bare})")
+        wait_s = self.starts.retry_after(login)
+        if wait_s > 0:
+            raise HttpError(429, f"{login} pre-bound {self.starts.max_failures} BOSH sessions in the last minute "
+                                 f"([auth] max_prebinds_per_minute); retry in {int(wait_s) + 1} s",
+                            headers={"Retry-After": str(int(wait_s) + 1)})
+        self.starts.record(login)
         try:
             bound = await prebind(self.bosh_url, user, JID(login), password, hold=hold, wait=wait,
                                   timeout=self.iq_timeout)
