@@ -23,6 +23,7 @@ from aiohttp import web
 from . import config as config_mod
 from . import logs
 from .config import Config
+from .features.accounts.service import Accounts
 from .features.avatar.service import Avatars
 from .features.bosh import BoshPrebinding
 from .features.presence.service import ExternalStatuses
@@ -113,7 +114,7 @@ async def serve(config: Config, config_path: Path | None = None,
         reloader = Reloader(Current(config, load_routes(config.scripts_path), ApiKeyChecker(config.auth)),
                             config_path, pool, redactor)
         parts = Parts(link=link, pool=pool, privileges=privileges, statuses=statuses,
-                      avatars=Avatars(link, privileges), bosh=BoshPrebinding(x),
+                      avatars=Avatars(link, privileges), bosh=BoshPrebinding(x), accounts=Accounts(),
                       health=lambda: health_counters(link, pool, reloader, started), stopping=stopping)
 
         link.on_setup(privileges.setup)
