@@ -38,7 +38,9 @@ from .features.presence.request import DEFAULT_RESOURCE, Status, parse_status
 from .features.presence.request import check_resource as check_status_resource
 from .handlers import Handler, Result
 from .service import Service
-from .xmpp.forms import command_iq, command_result, commands_list, disco_commands_iq, parse_command_request
+from .xmpp.forms import (
+    command_iq, command_result, commands_list, disco_commands_iq, parse_command_request, raise_for_note,
+)
 from .xmpp.stanzas import (
     CLIENT_NS, COMPONENT_NS, STANZA_NAMES, error_of, parse_bare_jid, parse_jid, raise_for_error, renamespace,
     serialize, split_tag,
@@ -53,7 +55,7 @@ __all__ = [
     "JSON", "XML", "CLIENT_NS", "COMPONENT_NS", "STANZA_NAMES", "error_of", "raise_for_error", "renamespace",
     "split_tag",
     # XEP-0050 ad-hoc commands and XEP-0004 forms
-    "command_iq", "command_result", "commands_list", "disco_commands_iq", "parse_command_request",
+    "command_iq", "command_result", "commands_list", "disco_commands_iq", "parse_command_request", "raise_for_note",
     # features
     "avatar_request", "AvatarImage", "AvatarLink", "AvatarNotModified", "etag", "etag_matches",
     "DEFAULT_RESOURCE", "Status", "parse_status", "check_status_resource", "UserChange", "parse_user",

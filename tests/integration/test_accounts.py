@@ -136,3 +136,25 @@ async def test_vhost_not_told_by_the_server(component):
     answer = await call(component, "GET", "/rest/vhost/", auth={}, headers=JSON)
     assert answer.status == 501
     assert "virtual hosts" in answer.json()["error"]["reason"]
+
+
+@pytest.mark.portable
+async def test_adhoc_fidelity(component, xmpp_server):
+    # A trailing slash, as /rest/stream/ takes one.
+    listed = await call(component, "GET", "/rest/adhoc/localhost/", headers=JSON)
+    assert listed.status == 200 and listed.json()["items"]
+    # The command named as an attribute in XML.
+    node = xmpp_server.user_commands[0]
+    ran = await call(component, "POST", "/rest/adhoc/localhost", headers={"Content-Type": "application/xml"},
+                     body=f'<command node="{node}"/>')
+    assert ran.status == 200 and "<status>completed</status>" in ran.text, ran.text
+    # A failure reported in a <note type="error"> (Prosody) is 422 with the note; ejabberd says conflict.
+    failed = await call(component, "POST", "/rest/adhoc/localhost", body={"command": {
+        "node": "http://jabber.org/protocol/admin#add-user",
+        "fields": [{"var": "accountjid", "value": "alice@localhost"}, {"var": "password", "value": "x"},
+                   {"var": "password-verify", "value": "x"}]}})
+    error = failed.json()["error"]
+    if xmpp_server.add_user_note:
+        assert (failed.status, error["text"]) == (422, "Account already exists")
+    else:
+        assert (failed.status, error["condition"]) == (409, "conflict")
