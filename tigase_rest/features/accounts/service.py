@@ -157,11 +157,11 @@ class AccountsAs:
         """Tigase's stats items ``{var, value, label}`` from what the server tells: online and registered
         users (XEP-0133), uptime (XEP-0012) and version (XEP-0092). What it cannot tell is left out and
         named in an item ``unavailable``."""
-        online, registered, uptime, version = await asyncio.gather(
+        answers: tuple[Any, ...] = await asyncio.gather(
             self._online(domain), self._number(domain, "get-registered-users-num", "registeredusersnum"),
             self._query(domain, LAST_NS, uptime_of), self._query(domain, VERSION_NS, version_of),
             return_exceptions=True)
-        answers = (online, registered, uptime, version)
+        online, registered, uptime, version = answers
         if all(isinstance(a, BaseException) for a in answers):
             raise next(a for a in answers if isinstance(a, BaseException))  # e.g. the link is down: 503
         data: list[dict[str, Any]] = []
