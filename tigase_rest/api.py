@@ -15,19 +15,20 @@ between releases, these names do not. ``tests/unit/test_api.py`` checks both rul
 - Handlers: :class:`Handler` (subclass it), :class:`Result` (bytes with a content type, status
   and headers), :class:`HttpError` (an error answer with its reason), :func:`from_xmpp_error`.
 - :class:`Service`: the ``service`` argument (send/request as the component, privileged_request
-  as a user, caller_request as the caller, read_body, and the features: ``statuses``, ``avatars``,
-  ``bosh``, ``health()``).
+  as a user, caller_request as the caller, admin_request as either, read_body, and the features:
+  ``statuses``, ``avatars``, ``bosh``, ``accounts``, ``health()``).
 - JIDs: :func:`parse_jid`, :func:`parse_bare_jid` (400 naming the part of the request).
 - XML and JSON: :func:`parse_xml` (defused, bounded), :func:`serialize`, :func:`encode`,
   :func:`negotiated_format`, ``CONTENT_TYPES``, stanza helpers (:func:`error_of`,
   :func:`raise_for_error`, :func:`renamespace`, :func:`split_tag`), XEP-0050/0004 forms.
-- Feature request validation and answers: ``avatar`` and ``presence`` below.
+- Feature request validation and answers: ``avatar``, ``presence`` and ``accounts`` below.
 """
 
 from __future__ import annotations
 
 from .coding import CONTENT_TYPES, JSON, XML, encode, negotiated_format, parse_xml
 from .errors import HttpError, from_xmpp_error
+from .features.accounts.request import UserChange, parse_user
 from .features.avatar import request as avatar_request
 from .features.avatar.service import NotModified as AvatarNotModified
 from .features.avatar.stanzas import Image as AvatarImage
@@ -39,6 +40,7 @@ from .handlers import Handler, Result
 from .service import Service
 from .xmpp.forms import (
     accounts_changed_by, command_iq, command_result, commands_list, disco_commands_iq, parse_command_request,
+    raise_for_note,
 )
 from .xmpp.stanzas import (
     CLIENT_NS, COMPONENT_NS, STANZA_NAMES, error_of, parse_bare_jid, parse_jid, raise_for_error, renamespace,
@@ -55,8 +57,8 @@ __all__ = [
     "split_tag",
     # XEP-0050 ad-hoc commands and XEP-0004 forms
     "command_iq", "command_result", "commands_list", "disco_commands_iq", "parse_command_request",
-    "accounts_changed_by",
+    "accounts_changed_by", "raise_for_note",
     # features
     "avatar_request", "AvatarImage", "AvatarLink", "AvatarNotModified", "etag", "etag_matches",
-    "DEFAULT_RESOURCE", "Status", "parse_status", "check_status_resource",
+    "DEFAULT_RESOURCE", "Status", "parse_status", "check_status_resource", "UserChange", "parse_user",
 ]

@@ -23,6 +23,7 @@ from aiohttp import web
 from . import config as config_mod
 from . import logs
 from .config import Config
+from .features.accounts.service import Accounts
 from .features.avatar.service import Avatars
 from .features.bosh import BoshPrebinding
 from .features.presence.service import ExternalStatuses
@@ -114,6 +115,7 @@ async def serve(config: Config, config_path: Path | None = None,
                             config_path, pool, redactor)
         parts = Parts(link=link, pool=pool, privileges=privileges, statuses=statuses,
                       avatars=Avatars(link, privileges), bosh=BoshPrebinding(x, config.auth.max_prebinds_per_minute),
+                      accounts=Accounts(),
                       health=lambda: health_counters(link, pool, reloader, started), stopping=stopping)
 
         link.on_setup(privileges.setup)

@@ -8,6 +8,8 @@ Tigase's XmlCoder rules, which payloads in the reference documentation rely on:
 - the root is kept as the single key: ``<command>..</command>`` -> ``{"command": {...}}``.
 Deviation: Tigase keeps only the last of repeated child names; we keep them all as a list, so
 ``<value>a</value><value>b</value>`` is ``["a", "b"]`` and nothing the client sent is lost.
+Deviation: the attributes of an element without text count as child elements (a child of the same
+name wins), so ``<command node="uptime"/>`` is ``{"command": {"node": "uptime"}}``.
 """
 
 from __future__ import annotations
@@ -94,10 +96,13 @@ def parse_xml(body: bytes) -> Element:
 def element_to_data(element: Element) -> Any:
     """One element's content as data (without its own name)."""
     children = list(element)
+    # Deviation: the attributes of an element without text count as children (``<command node="uptime"/>``).
+    attributes = {} if (element.text or "").strip() else {
+        local_name(k): v for k, v in element.attrib.items() if not k.startswith("{")}  # not xml:lang
     if not children:
-        return element.text or ""
+        return attributes or element.text or ""
     names = [local_name(child.tag) for child in children]
-    if all(name == "item" for name in names):
+    if not attributes and all(name == "item" for name in names):
         return [element_to_data(child) for child in children]
     result: dict[str, Any] = {}
     for name, child in zip(names, children):
@@ -110,6 +115,8 @@ def element_to_data(element: Element) -> Any:
                 result[name] = _Repeated([previous, value])
         else:
             result[name] = value
+    for name, value in attributes.items():
+        result.setdefault(name, value)  # a child of the same name wins
     return {k: list(v) if isinstance(v, _Repeated) else v for k, v in result.items()}
 
 

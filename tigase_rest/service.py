@@ -4,7 +4,7 @@ One per request: it carries the two identities of DESIGN.md.
 - As the component: ``send`` and ``request`` go over the XEP-0114 link, ``privileged_request``
   as a user through XEP-0356.
 - As the caller: ``caller_request`` goes over the caller's own c2s session.
-And the features (``statuses``, ``avatars``, ``bosh``), each built once by ``app.serve``.
+And the features (``statuses``, ``avatars``, ``bosh``, ``accounts``), each built once by ``app.serve``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from .xmpp.privilege import PrivilegeTracker, Privileges
 from .xmpp.sessions import Caller, CallerPool, SessionClosed
 
 if TYPE_CHECKING:
+    from .features.accounts.service import Accounts, AccountsAs
     from .features.avatar.service import Avatars
     from .features.bosh import BoshPrebinding
     from .features.presence.service import ExternalStatuses
@@ -38,6 +39,7 @@ class Parts:
     statuses: "ExternalStatuses"
     avatars: "Avatars"
     bosh: "BoshPrebinding"
+    accounts: "Accounts"
     health: Callable[[], dict[str, Any]]  # counters for GET /rest/health
     stopping: asyncio.Event  # set when shutdown starts: requests still reading a body give up
 
@@ -73,6 +75,11 @@ class Service:
     @property
     def bosh(self) -> "BoshPrebinding":
         return self._parts.bosh
+
+    @property
+    def accounts(self) -> "AccountsAs":
+        """Accounts, user lists and server statistics (XEP-0133), acting as ``admin_request`` does."""
+        return self._parts.accounts.acting(self.admin_request)
 
     def health(self) -> dict[str, Any]:
         """The component's counters; ``xmpp_link`` is "up" or "down"."""
@@ -112,6 +119,13 @@ class Service:
         """Send ``iq`` as the local user it is addressed to (``to`` = the user's bare JID), through an
         XEP-0356 privileged IQ. 501 with the reason when the server granted no such privilege."""
         return await self._parts.privileges.request(iq, timeout)
+
+    async def admin_request(self, iq: Element, timeout: float | None = None) -> Element:
+        """As the caller when the request carries a login (the server applies the caller's rights), else
+        as the component over the link (an API key alone: the component is a server admin)."""
+        if self.caller is not None:
+            return await self.caller_request(iq, timeout)
+        return await self.request(iq, timeout)
 
     # -- as the caller --
 

@@ -218,6 +218,7 @@ class EjabberdServer:
     forbidden_command_text = "Access denied by service policy"
     unknown_command_error = (404, "item-not-found")
     unknown_iq_error_text = "No module is handling this query"
+    registered_users_list = True  # XEP-0133 get-registered-users-list/-num
     add_user_note = False
 
     def __init__(

@@ -189,6 +189,7 @@ class ProsodyServer:
     forbidden_command_text = "You don't have permission to execute this command"
     unknown_command_error = (503, "service-unavailable")
     unknown_iq_error_text = None
+    registered_users_list = False  # XEP-0133 get-registered-users-list/-num
     add_user_note = True
 
     def __init__(

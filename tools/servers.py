@@ -35,6 +35,7 @@ class XmppServer(Protocol):
     forbidden_command_text: str  # the error <text/> when a normal user runs an admin command
     unknown_command_error: tuple[int, str]  # (HTTP status, XMPP condition) for an unknown command node
     unknown_iq_error_text: str | None  # the error <text/> for an IQ that no module handles
+    registered_users_list: bool  # admin#get-registered-users-list and -num offered (not by Prosody 0.12)
     add_user_note: bool  # admin#add-user confirms with a <note/> (ejabberd: an empty <command/>)
 
     @property

@@ -15,6 +15,7 @@ from aiohttp.test_utils import RawTestServer
 from aiohttp.web import ServerRunner
 
 from fakes import Api, FakeLink, FakePool, make_config
+from tigase_rest.features.accounts.service import Accounts
 from tigase_rest.features.avatar.service import Avatars
 from tigase_rest.features.bosh import BoshPrebinding
 from tigase_rest.features.presence.service import ExternalStatuses
@@ -46,7 +47,7 @@ def make_api(aiohttp_client, tmp_path):
         parts = Parts(
             link=link, pool=pool, privileges=privileges,  # type: ignore[arg-type]
             statuses=ExternalStatuses(link, config.xmpp.domain, privileges, StatusStore(tmp_path / "statuses.db")),
-            avatars=Avatars(link, privileges), bosh=BoshPrebinding(config.xmpp),
+            avatars=Avatars(link, privileges), bosh=BoshPrebinding(config.xmpp), accounts=Accounts(),
             health=lambda: {"xmpp_link": "up" if link.connected else "down"}, stopping=asyncio.Event())
         current = Current(config, load_routes(config.scripts_path), ApiKeyChecker(config.auth))
         rest = RestServer(lambda: current, pool.authenticate, parts)

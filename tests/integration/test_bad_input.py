@@ -377,7 +377,9 @@ async def test_invalid_jids_are_400(component, inbox):
             cases.append(stream(f'<message to="{attr}"><body>x</body></message>', "Invalid JID in the 'to' attribute"))
             cases.append(stream(f'<message from="{attr}" to="{BOB}"><body>x</body></message>',
                                 "Invalid JID in the 'from' attribute"))
-        if jid.startswith("@") or "@@" in jid or jid.endswith("/"):  # these match no adhoc route at all
+        if jid.endswith("/"):
+            continue  # /rest/adhoc/{jid}/: a trailing slash is accepted there (as /rest/stream/), not a resource
+        if jid.startswith("@") or "@@" in jid:  # these match no adhoc route at all
             cases.append({"method": "GET", "path": "/rest/adhoc/" + encoded, "status": 404, "reason": "No handler for"})
         else:
             cases.append({"method": "GET", "path": "/rest/adhoc/" + encoded, "reason": "Invalid JID in the URL"})

@@ -56,9 +56,17 @@ def test_repeated_names_whose_values_are_lists_stay_separate_lists():
     assert xml_data(doc) == {"r": {"v": [["1", "2"], ["3"]]}}
 
 
-def test_attributes_and_namespaces_are_ignored():
-    doc = "<command xmlns='http://jabber.org/protocol/commands' a='1'><node x='y'>n</node></command>"
+def test_namespaces_and_attributes_of_elements_with_text_are_ignored():
+    doc = "<command xmlns='http://jabber.org/protocol/commands'><node x='y'>n</node></command>"
     assert xml_data(doc) == {"command": {"node": "n"}}
+
+
+def test_attributes_of_elements_without_text_count_as_children():
+    # Deviation (Tigase drops attributes): the attribute form of a command works too.
+    assert xml_data('<command node="uptime"/>') == {"command": {"node": "uptime"}}
+    assert xml_data("<command node='a' xml:lang='en'><node>b</node><fields/></command>") == {
+        "command": {"node": "b", "fields": ""}}  # a child of the same name wins; xml:lang is not data
+    assert xml_data("<x><r><item jid='a@b'/><item jid='c@d'/></r></x>") == {"x": {"r": [{"jid": "a@b"}, {"jid": "c@d"}]}}
 
 
 def test_cdata_and_character_references_are_unescaped():

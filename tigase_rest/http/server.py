@@ -26,7 +26,7 @@ from ..handlers import Result, build_args
 from ..loader import RouteTable
 from ..service import Parts, Service
 from ..xmpp.sessions import Caller
-from .auth import ApiKeyChecker, basic_credentials, caller_jid
+from .auth import ApiKeyChecker, basic_credentials, caller_jid, request_api_key
 from .connections import HttpServer, Request
 from .index import render_index
 
@@ -132,7 +132,13 @@ class RestServer:
             raise HttpError(404, f"{request.method} is not supported on {request.path} "
                                  f"(supported: {', '.join(current.routes.methods_at(path))})")
 
-        key_ok = current.api_keys.check(request) if handler.api_key else False
+        key_ok = False
+        if handler.api_key:
+            # Tigase 2.x (authRequired): where a key replaces the login, a login replaces a missing key too.
+            key_optional = handler.api_key_replaces_login and request_api_key(request) is None \
+                and basic_credentials(request) is not None
+            if not key_optional:
+                key_ok = current.api_keys.check(request)
 
         caller = password = None
         if handler.required_role and not (handler.api_key_replaces_login and key_ok):

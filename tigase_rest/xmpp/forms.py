@@ -11,7 +11,8 @@ Deviations from Tigase, each on purpose:
 - multi-value field types (list-multi, jid-multi, text-multi) always answer a list, other types a
   string (or null); Tigase decided by the count of values;
 - ``label`` is the field's label and ``type`` its type (the reference shows the type as label);
-- text is returned unescaped (Tigase double-escapes entities).
+- text is returned unescaped (Tigase double-escapes entities);
+- a command whose ``<note type="error">`` reports a failure is 422 with the note (Tigase: 200).
 """
 
 from __future__ import annotations
@@ -188,6 +189,20 @@ def command_result(jid: str, node: str, reply: Element) -> dict:
         if len(notes) > 1:
             result["notes"] = notes
     return {"command": result}
+
+
+def raise_for_note(reply: Element, who: str) -> Element:
+    """The reply itself, unless its command reports a failure in a ``<note type="error">`` (Prosody's
+    "Account already exists", "User does not exist"): then 422 with the note's text in the body.
+    Tigase answers 200 with the note in the result."""
+    command = reply.find(f"{{{COMMANDS_NS}}}command")
+    if command is not None:
+        for note in command.findall(f"{{{COMMANDS_NS}}}note"):
+            if note.get("type") == "error":
+                text = (note.text or "").strip() or "an error note"
+                raise HttpError(422, f"{who} answered {command.get('node') or 'the command'} with an error: {text}",
+                                text=text)
+    return reply
 
 
 def _field(element: Element) -> dict:

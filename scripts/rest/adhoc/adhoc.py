@@ -4,12 +4,13 @@ The IQs go over the caller's own c2s session, so the server decides what the cal
 (Tigase sends them with from=<user>). GET lists the commands; POST with only ``node`` returns
 the command's form; POST with ``fields`` executes it. ``sessionid`` and ``action`` drive
 multi-stage commands. XMPP errors become HTTP statuses with the condition and text in the body
-(Tigase: a bare 404).
+(Tigase: a bare 404); a command whose ``<note type="error">`` reports a failure is 422 with the note
+(Tigase: 200). The command may also be named as an attribute: ``<command node="uptime"/>``.
 """
 
 from tigase_rest.api import (
     Handler, HttpError, accounts_changed_by, command_iq, command_result, commands_list, disco_commands_iq,
-    parse_command_request, parse_jid, raise_for_error,
+    parse_command_request, parse_jid, raise_for_error, raise_for_note,
 )
 
 LIST_EXAMPLE = "curl -u admin@example.com:password -H 'Api-Key: KEY' '{base}/adhoc/example.com?type=application/json'"
@@ -20,7 +21,7 @@ RUN_EXAMPLE = """curl -u admin@example.com:password -H 'Api-Key: KEY' -H 'Conten
 
 
 class AdHocCommands(Handler):
-    regex = r"/(?:([^@/]+)@)?([^@/]+)(?:/(.+))?"
+    regex = r"/(?:([^@/]+)@)?([^@/]+)(?:/(.*))?"  # a trailing slash is accepted (/rest/adhoc/example.com/)
     required_role = "user"
     description = {
         "regex": "/{jid}",
@@ -58,7 +59,7 @@ class AdHocCommands(Handler):
             login, password = service.caller_credentials()
             return await service.bosh.execute(jid, request, login, password, service.is_admin(login))
         reply = await service.caller_request(command_iq(jid, request))
-        result = command_result(jid, request["node"], raise_for_error(reply, jid))
+        result = command_result(jid, request["node"], raise_for_note(raise_for_error(reply, jid), jid))
         # A changed password or a deleted account: the old credential must not stay cached.
         service.forget_credentials(accounts_changed_by(request))
         return result
