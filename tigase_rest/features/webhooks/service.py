@@ -32,6 +32,7 @@ from urllib.parse import quote
 from xml.etree.ElementTree import Element
 
 import aiohttp
+from yarl import URL
 
 from ... import __version__
 from ...coding import data_to_json, parse_xml
@@ -272,6 +273,7 @@ class Webhooks:
     # -- HTTP --
 
     def url_for(self, stanza: Element) -> str:
+        """``[webhooks] url`` with {kind}, {type}, {to}, {from} of the stanza, percent-encoded (sent as is)."""
         kind = split_tag(stanza.tag)[1]
         default_type = {"message": "normal", "presence": "available", "iq": ""}[kind]
         fields = {"kind": kind, "type": stanza.get("type") or default_type,
@@ -295,7 +297,7 @@ class Webhooks:
         if entry is not None:
             headers[DELIVERY_HEADER] = entry.delivery_id
         try:
-            async with self._session.post(self.url_for(stanza), data=body, headers=headers,
+            async with self._session.post(URL(self.url_for(stanza), encoded=True), data=body, headers=headers,
                                           allow_redirects=False) as response:
                 data = await _read_bounded(response, self.max_answer_bytes)
                 if data is None:

@@ -458,7 +458,8 @@ def parse_answer(original: Element, content_type: str, body: bytes) -> Element |
 
 def envelope(original: Element, answer: Element) -> Element:
     """The answer as a reply to ``original``: from the address it was sent to (the bot answers as
-    itself), to its sender; an IQ's reply keeps its id. 400 when it cannot be a reply."""
+    itself), to its sender; an IQ's reply keeps its id, a message without a type takes the
+    original's. 400 when it cannot be a reply."""
     kind = split_tag(answer.tag)[1]
     if needs_reply(original):
         if kind != "iq" or answer.get("type") not in ("result", "error"):
@@ -468,6 +469,8 @@ def envelope(original: Element, answer: Element) -> Element:
         raise _bad(f"an iq {answer.get('type')} answers only an iq get or set, not a {split_tag(original.tag)[1]}")
     for attr in ("to", "from"):
         answer.attrib.pop(attr, None)
+    if kind == "message" == split_tag(original.tag)[1] and answer.get("type") is None and original.get("type"):
+        answer.set("type", original.get("type") or "")  # a chat gets a chat back
     swapped = _swapped(original)
     if needs_reply(original):
         answer.attrib.pop("id", None)
