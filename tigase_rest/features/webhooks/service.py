@@ -18,6 +18,7 @@ HTTP answer becomes the reply (``stanzas.reply_for``).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import copy
 import hashlib
@@ -244,7 +245,8 @@ class Webhooks:
             self.store.attempted(entry)
         except HttpError as e:
             log.warning("Webhook: %s", e.reason)
-        self._queue.appendleft(entry)  # its turn comes first again: the order holds while the receiver is down
+        # Back in its place by arrival: several workers fail at once, and the order must survive that.
+        self._queue.insert(bisect.bisect_left(self._queue, entry.row, key=lambda e: e.row), entry)
 
     def _done(self, entry: Queued) -> None:
         self._queued -= 1

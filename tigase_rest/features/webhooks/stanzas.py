@@ -243,8 +243,13 @@ def from_json(data: Any) -> Element:
             continue
         if kind not in kinds:
             raise _bad(f"'{key}' does not belong in a {kind}")
-        _remove(stanza, key)
+        at = _remove(stanza, key)
+        count = len(stanza)
         _WRITERS[key](stanza, data, type_)
+        if at is not None:  # in the place of what it replaces: the stanza keeps its order
+            for offset, child in enumerate(list(stanza)[count:]):
+                stanza.remove(child)
+                stanza.insert(at + offset, child)
     if kind == "iq" and sum(key in data for key in IQ_PAYLOADS) > 1:
         raise _bad(f"an iq carries one of {', '.join(IQ_PAYLOADS)}, not several")
     return stanza
@@ -258,12 +263,16 @@ _OWN_CHILD = {
 }
 
 
-def _remove(stanza: Element, key: str) -> None:
+def _remove(stanza: Element, key: str) -> int | None:
+    """Remove the children ``key`` stands for; the index of the first, or None."""
     want_ns, want_name = _OWN_CHILD[key]
-    for child in list(stanza):
+    first = None
+    for index, child in reversed(list(enumerate(stanza))):
         ns, name = split_tag(child.tag)
         if name == want_name and (ns == want_ns or (want_ns == "" and ns in _STREAM)):
             stanza.remove(child)
+            first = index
+    return first
 
 
 def _text_child(key: str):
