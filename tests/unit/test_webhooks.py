@@ -239,6 +239,8 @@ def test_posted_bodies():
     assert message.findtext(f"{{{C}}}body") == "hello" and message.get("type") == "chat" and fmt is None
     stanza, fmt = posted_stanza(b"<message xmlns='jabber:client'/>", "text/plain", None)  # Tigase: XML whatever the type
     assert stanza.tag.endswith("message")
+    stanza, fmt = posted_stanza(b"<iq xmlns='jabber:client' type='get'/>", "application/json", None)
+    assert stanza.tag.endswith("iq") and fmt is None  # XML labelled JSON (to get JSON errors): still XML
     stanza, fmt = posted_stanza(b'{"kind": "iq", "ping": true}', "application/json", None)
     assert fmt == "json" and stanza.get("type") == "get"
     with pytest.raises(HttpError, match="JID in the URL"):

@@ -16,13 +16,14 @@ def posted_stanza(body: bytes, content_type: str | None, to: str | None) -> tupl
     """The stanza a POST body describes, and the body's format (JSON, or None for XML and text).
 
     ``application/json``: a JSON stanza (stanzas.from_json); ``text/plain``: the body of a chat
-    message to the JID in the URL (unless it starts with "<"); anything else: one XML stanza. 400 with the reason otherwise."""
+    message to the JID in the URL; anything else, or a body that starts with "<": one XML stanza. 400 with the reason otherwise."""
     media = (content_type or "").split(";")[0].strip().lower()
     if not body.strip():
         raise HttpError(400, "No data received: the body must be one XMPP stanza (XML or JSON) or a text")
-    # A text/plain body that starts with "<" is XML: Tigase reads any body as XML, and curl users
-    # label it so. (A chat text that starts with "<" goes as JSON.)
-    if media == "text/plain" and body.lstrip()[:1] != b"<":
+    # A body that starts with "<" is XML whatever its label: Tigase reads any body as XML, and
+    # clients label it text/plain or JSON (to get JSON errors). A chat text starting with "<" goes as JSON.
+    xml_body = body.lstrip()[:1] == b"<"
+    if media == "text/plain" and not xml_body:
         if not to:
             raise HttpError(400, "A text/plain body is a chat message to the JID in the URL: POST /stream/<jid>")
         try:
@@ -32,7 +33,7 @@ def posted_stanza(body: bytes, content_type: str | None, to: str | None) -> tupl
         message = Element(f"{{{CLIENT_NS}}}message", {"type": "chat"})
         SubElement(message, f"{{{CLIENT_NS}}}body").text = check_xml_text(text, "the text")
         return message, None
-    if "json" in media:
+    if "json" in media and not xml_body:
         return stanzas.from_json(parse_json(body)), JSON
     stanza = parse_xml(body)
     ns, name = split_tag(stanza.tag)
