@@ -22,6 +22,9 @@ between releases, these names do not. ``tests/unit/test_api.py`` checks both rul
   :func:`negotiated_format`, ``CONTENT_TYPES``, stanza helpers (:func:`error_of`,
   :func:`raise_for_error`, :func:`renamespace`, :func:`split_tag`), XEP-0050/0004 forms.
 - Feature request validation and answers: ``avatar``, ``presence`` and ``accounts`` below.
+- Bots: :func:`stanza_to_json` / :func:`stanza_from_json` (stanzas as JSON in Prosody mod_rest's
+  keys), :func:`posted_stanza` (a POST body as XML, JSON or text), :func:`shortcut_iq` and
+  :func:`stanza_answer` (the GET ping/version/disco/items shortcuts).
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ from .features.avatar.stanzas import Link as AvatarLink
 from .features.avatar.stanzas import etag, etag_matches
 from .features.presence.request import DEFAULT_RESOURCE, Status, parse_status
 from .features.presence.request import check_resource as check_status_resource
+from .features.webhooks.request import posted_stanza, shortcut_iq, stanza_answer
+from .features.webhooks.stanzas import from_json as stanza_from_json
+from .features.webhooks.stanzas import to_json as stanza_to_json
 from .handlers import Handler, Result
 from .service import Service
 from .xmpp.forms import (
@@ -61,4 +67,6 @@ __all__ = [
     # features
     "avatar_request", "AvatarImage", "AvatarLink", "AvatarNotModified", "etag", "etag_matches",
     "DEFAULT_RESOURCE", "Status", "parse_status", "check_status_resource", "UserChange", "parse_user",
+    # bots: stanzas as JSON (mod_rest's keys), posted stanzas, the GET shortcuts
+    "stanza_to_json", "stanza_from_json", "posted_stanza", "shortcut_iq", "stanza_answer",
 ]

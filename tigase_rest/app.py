@@ -2,7 +2,7 @@
 
 Start: XMPP link (in the background: HTTP answers 503 until it is up), caller pool, HTTP.
 Stop (SIGTERM/SIGINT): HTTP first (stop accepting, let in-flight requests finish, bounded),
-then the external statuses, the caller sessions, then the component link: one ``AsyncExitStack``
+then the webhooks (their queue stays on disk), the external statuses, the caller sessions, then the component link: one ``AsyncExitStack``
 unwinds them in that order, also when start-up fails halfway. SIGHUP reloads the handler scripts
 and the [auth] section without dropping in-flight requests.
 """
@@ -28,6 +28,9 @@ from .features.avatar.service import Avatars
 from .features.bosh import BoshPrebinding
 from .features.presence.service import ExternalStatuses
 from .features.presence.store import STORE_NAME, StatusStore
+from .features.webhooks.service import Webhooks
+from .features.webhooks.store import STORE_NAME as QUEUE_NAME
+from .features.webhooks.store import QueueStore
 from .http.auth import ApiKeyChecker
 from .http.server import Current, RestServer
 from .loader import RouteTable, load_routes
@@ -79,10 +82,11 @@ class Reloader:
 
 
 def secrets_of(config: Config) -> list[str]:
-    return [config.xmpp.secret, *(k.key for k in config.auth.api_keys if k.key != "open_access")]
+    return [config.xmpp.secret, *([config.webhooks.secret] if config.webhooks.secret else []), *(k.key for k in config.auth.api_keys if k.key != "open_access")]
 
 
-def health_counters(link: ComponentLink, pool: CallerPool, reloader: Reloader, started: float) -> dict[str, Any]:
+def health_counters(link: ComponentLink, pool: CallerPool, reloader: Reloader, started: float,
+                    webhooks: Webhooks | None = None) -> dict[str, Any]:
     up = link.connected
     routes = reloader.current.routes
     return {
@@ -96,6 +100,7 @@ def health_counters(link: ComponentLink, pool: CallerPool, reloader: Reloader, s
         "handlers": len(routes.routes()),
         "failed_scripts": len(routes.errors),
         "uptime_s": round(time.monotonic() - started, 1),
+        **(webhooks.counters() if webhooks is not None else {"webhooks": "off"}),
     }
 
 
@@ -111,15 +116,22 @@ async def serve(config: Config, config_path: Path | None = None,
         statuses = ExternalStatuses(link, x.domain, privileges, StatusStore(config.data_path / STORE_NAME),
                                     config.presence.max_statuses_per_user, config.presence.max_statuses)
         pool = CallerPool(config)
+        webhooks = None
+        if config.webhooks.url:
+            webhooks = Webhooks(config.webhooks, x.component_jid, x.domain, link, privileges,
+                                QueueStore(config.data_path / QUEUE_NAME), x.max_stanza_bytes)
         reloader = Reloader(Current(config, load_routes(config.scripts_path), ApiKeyChecker(config.auth)),
                             config_path, pool, redactor)
         parts = Parts(link=link, pool=pool, privileges=privileges, statuses=statuses,
                       avatars=Avatars(link, privileges), bosh=BoshPrebinding(x, config.auth.max_prebinds_per_minute),
                       accounts=Accounts(),
-                      health=lambda: health_counters(link, pool, reloader, started), stopping=stopping)
+                      health=lambda: health_counters(link, pool, reloader, started, webhooks), stopping=stopping,
+                      webhooks=webhooks)
 
         link.on_setup(privileges.setup)
         link.on_setup(statuses.setup)
+        if webhooks is not None:
+            link.on_setup(webhooks.setup)
         link.on_setup(lambda xmpp: commands.register(xmpp, x.component_jid, reloader.is_admin, reloader.reload))
 
         # Pushed in start order; unwound in reverse: HTTP, statuses, caller sessions, link.
@@ -128,6 +140,10 @@ async def serve(config: Config, config_path: Path | None = None,
         pool.start()
         stack.push_async_callback(pool.close)
         stack.push_async_callback(statuses.close)
+        if webhooks is not None:
+            # Started before the link is up: queued messages wait in the workers until it is.
+            await webhooks.start()
+            stack.push_async_callback(webhooks.close)
         # A short, bounded head start: requests right after start-up find the link up instead of a 503.
         if not await link.wait_connected(STARTUP_LINK_WAIT):
             log.warning("XMPP link not up after %ss; serving HTTP anyway (503 until it connects)", STARTUP_LINK_WAIT)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import string
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,6 +104,24 @@ class PresenceConfig:
 
 
 @dataclass(frozen=True)
+class WebhooksConfig:
+    # Stanzas to the component's domain are POSTed here; empty: the feature is off.
+    url: str = ""
+    content_type: str = "application/json"
+    stanzas: tuple[str, ...] = ("message", "presence", "iq")
+    events: tuple[str, ...] = ("bare", "full", "host")
+    timeout: float = 10.0
+    secret: str = ""
+    max_queue: int = 1000
+    # Seconds a message is retried while the URL is unreachable; then it bounces to its sender.
+    retry_for: float = 3600.0
+
+
+WEBHOOK_CONTENT_TYPES = ("application/json", "application/xmpp+xml")
+WEBHOOK_URL_FIELDS = ("kind", "type", "to", "from")
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
 
@@ -114,6 +133,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     presence: PresenceConfig = field(default_factory=PresenceConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     log: LogConfig = field(default_factory=LogConfig)
     base_dir: Path = Path(".")  # relative paths (scripts_dir, files) resolve against the config's folder
 
@@ -131,7 +151,7 @@ class Config:
 
 
 SECTIONS = {"xmpp": XmppConfig, "http": HttpConfig, "auth": AuthConfig, "storage": StorageConfig,
-            "presence": PresenceConfig, "log": LogConfig}
+            "presence": PresenceConfig, "webhooks": WebhooksConfig, "log": LogConfig}
 
 
 def load(path: str | os.PathLike | None, env: Mapping[str, str] | None = None) -> Config:
@@ -180,7 +200,7 @@ def from_dict(raw: Mapping[str, Any], env: Mapping[str, str] | None = None, base
 
 def _from_env(f: dataclasses.Field, text: str, env_name: str) -> Any:
     """Env values are strings; lists are comma separated."""
-    if f.name in ("api_keys", "admins"):
+    if f.name in ("api_keys", "admins", "stanzas", "events"):
         return [item.strip() for item in text.split(",") if item.strip()]
     return text
 
@@ -310,5 +330,32 @@ def validate(cfg: Config) -> None:
     for jid in a.admins:
         if "@" not in jid or "/" in jid:
             raise ConfigError(f"auth.admins: {jid!r} is not a bare JID")
+    _validate_webhooks(cfg.webhooks)
     if cfg.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"log.level must be debug, info, warning or error, not {cfg.log.level!r}")
+
+
+def _validate_webhooks(w: WebhooksConfig) -> None:
+    if w.url:
+        if not re.match(r"https?://", w.url):
+            raise ConfigError(f"webhooks.url must be an http(s) URL, not {w.url!r}")
+        try:
+            fields = [name for _, name, _, _ in string.Formatter().parse(w.url) if name is not None]
+        except ValueError as e:
+            raise ConfigError(f"webhooks.url: {e} (write a literal brace as {{{{ or }}}})") from None
+        for name in fields:
+            if name not in WEBHOOK_URL_FIELDS:
+                raise ConfigError(f"webhooks.url: unknown field {{{name}}} (known: "
+                                  f"{', '.join('{' + f + '}' for f in WEBHOOK_URL_FIELDS)})")
+    if w.content_type not in WEBHOOK_CONTENT_TYPES:
+        raise ConfigError(f"webhooks.content_type must be one of {', '.join(WEBHOOK_CONTENT_TYPES)}, "
+                          f"not {w.content_type!r}")
+    for key, values, known in (("stanzas", w.stanzas, ("message", "presence", "iq")),
+                               ("events", w.events, ("bare", "full", "host"))):
+        for value in values:
+            if value not in known:
+                raise ConfigError(f"webhooks.{key}: {value!r} is not one of {', '.join(known)}")
+    if w.timeout <= 0 or w.retry_for <= 0:
+        raise ConfigError("webhooks.timeout and webhooks.retry_for must be > 0 seconds")
+    if w.max_queue < 1:
+        raise ConfigError("webhooks.max_queue must be >= 1")

@@ -36,6 +36,54 @@ XMPP_TO_HTTP: Mapping[str, int] = {
     "unexpected-request": 400,
 }
 
+# HTTP status -> XMPP condition (Prosody mod_rest's table), for a webhook's answer to a stanza.
+HTTP_TO_XMPP: Mapping[int, str] = {
+    400: "bad-request",
+    401: "not-authorized",
+    402: "payment-required",
+    403: "forbidden",
+    404: "item-not-found",
+    405: "not-allowed",
+    406: "not-acceptable",
+    408: "remote-server-timeout",
+    409: "conflict",
+    410: "gone",
+    413: "policy-violation",
+    429: "resource-constraint",
+    500: "internal-server-error",
+    501: "feature-not-implemented",
+    502: "remote-server-not-found",
+    503: "service-unavailable",
+    504: "remote-server-timeout",
+}
+
+# RFC 6120 8.3.3: the error type that goes with each condition.
+ERROR_TYPES: Mapping[str, str] = {
+    "bad-request": "modify", "conflict": "cancel", "feature-not-implemented": "cancel", "forbidden": "auth",
+    "gone": "cancel", "internal-server-error": "cancel", "item-not-found": "cancel", "jid-malformed": "modify",
+    "not-acceptable": "modify", "not-allowed": "cancel", "not-authorized": "auth", "payment-required": "auth",
+    "policy-violation": "modify", "recipient-unavailable": "wait", "redirect": "modify",
+    "registration-required": "auth", "remote-server-not-found": "cancel", "remote-server-timeout": "wait",
+    "resource-constraint": "wait", "service-unavailable": "cancel", "subscription-required": "auth",
+    "undefined-condition": "cancel", "unexpected-request": "wait",
+}
+
+
+def condition_for_status(status: int) -> str:
+    """The XMPP condition for an HTTP status: the table, else by class (4xx bad-request, 5xx
+    internal-server-error, anything else undefined-condition)."""
+    if status in HTTP_TO_XMPP:
+        return HTTP_TO_XMPP[status]
+    if 400 <= status < 500:
+        return "bad-request"
+    if 500 <= status < 600:
+        return "internal-server-error"
+    return "undefined-condition"
+
+
+def error_type_of(condition: str) -> str:
+    return ERROR_TYPES.get(condition, "cancel")
+
 
 class HttpError(Exception):
     """An HTTP error answer; rendered in the format the client negotiated."""

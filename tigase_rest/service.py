@@ -4,7 +4,8 @@ One per request: it carries the two identities of DESIGN.md.
 - As the component: ``send`` and ``request`` go over the XEP-0114 link, ``privileged_request``
   as a user through XEP-0356.
 - As the caller: ``caller_request`` goes over the caller's own c2s session.
-And the features (``statuses``, ``avatars``, ``bosh``, ``accounts``), each built once by ``app.serve``.
+And the features (``statuses``, ``avatars``, ``bosh``, ``accounts``, ``webhooks``), each built once by
+``app.serve``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from .features.avatar.service import Avatars
     from .features.bosh import BoshPrebinding
     from .features.presence.service import ExternalStatuses
+    from .features.webhooks.service import Webhooks
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class Parts:
     accounts: "Accounts"
     health: Callable[[], dict[str, Any]]  # counters for GET /rest/health
     stopping: asyncio.Event  # set when shutdown starts: requests still reading a body give up
+    webhooks: "Webhooks | None" = None  # None: no [webhooks] url
 
 
 class Service:
@@ -80,6 +83,11 @@ class Service:
     def accounts(self) -> "AccountsAs":
         """Accounts, user lists and server statistics (XEP-0133), acting as ``admin_request`` does."""
         return self._parts.accounts.acting(self.admin_request)
+
+    @property
+    def webhooks(self) -> "Webhooks | None":
+        """Stanzas to the component's domain POSTed to ``[webhooks] url``; None when not configured."""
+        return self._parts.webhooks
 
     def health(self) -> dict[str, Any]:
         """The component's counters; ``xmpp_link`` is "up" or "down"."""

@@ -31,7 +31,7 @@ pre { background: #f5f5f5; padding: .6em; overflow-x: auto; }
 """
 
 
-def render_index(routes: "RouteTable", config: "Config", request) -> str:
+def render_index(routes: "RouteTable", config: "Config", request, health: dict | None = None) -> str:
     base = f"{request.scheme}://{request.host}{config.http.prefix}"
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>tigase-rest API</title>",
@@ -43,6 +43,7 @@ def render_index(routes: "RouteTable", config: "Config", request) -> str:
         "endpoints with a role need HTTP Basic auth with a bare JID and its XMPP password. "
         "A method not listed for a path answers 404, as in Tigase. Errors carry their reason in the body.</p>",
     ]
+    parts.extend(_webhooks(config, health or {}))
     for folder, folder_routes in sorted(routes.by_folder.items()):
         parts.append(f"<h2>/{escape(folder)}</h2>")
         for route in sorted(folder_routes, key=lambda r: (r.handler.description or {}).get("regex", r.handler.regex)):
@@ -81,4 +82,23 @@ def _route_boxes(route, base: str) -> list[str]:
         if example:
             out.append(f"<pre>{escape(example.replace('{base}', base))}</pre>")
         out.append("</div></details>")
+    return out
+
+
+def _webhooks(config: "Config", health: dict) -> list[str]:
+    """Bots over HTTP: where stanzas to the component's domain go, and the message queue (never the secret)."""
+    w = config.webhooks
+    domain = escape(config.xmpp.component_jid)
+    if not w.url:
+        return [f"<h2>Webhooks</h2><p>Off: set <code>[webhooks] url</code> to POST stanzas sent to "
+                f"<code>{domain}</code> and <code>bot@{domain}</code> to a bot's HTTP service.</p>"]
+    out = [f"<h2>Webhooks</h2><p>{escape(', '.join(w.stanzas))} stanzas to {escape(', '.join(w.events))} addresses "
+           f"of <code>{domain}</code> are POSTed as <code>{escape(w.content_type)}</code> to "
+           f"<code>{escape(w.url)}</code>{' (signed: X-Hub-Signature-256)' if w.secret else ''}; the answer is the "
+           f"reply (XML, JSON or text/plain; 202/204: none; 4xx/5xx: an XMPP error). "
+           f"JSON stanzas use Prosody mod_rest's keys; <code>POST /stream</code> takes them too.</p>"]
+    if "webhook_queue" in health:
+        out.append(f"<p>Message queue: {health['webhook_queue']} of {health['webhook_queue_max']}, receiver "
+                   f"{escape(str(health['webhook_receiver']))}; delivered {health['webhook_delivered']}, "
+                   f"retries {health['webhook_retries']}, bounced {health['webhook_bounced']}.</p>")
     return out

@@ -89,7 +89,7 @@ class RestServer:
         if len(path) > len(ctx) + 1 and path.startswith(ctx + "/"):
             return await self.dispatch(current, request)
         if request.method in ("GET", "HEAD") and path in (ctx or "/", ctx + "/"):
-            return index(current, request)
+            return index(current, request, self.parts.health())
         return outside_context(current.config, request)
 
     async def dispatch(self, current: Current, request: web.BaseRequest) -> web.StreamResponse:
@@ -214,8 +214,8 @@ def error_response(error: HttpError, fmt: str) -> web.Response:
     )
 
 
-def index(current: Current, request: web.BaseRequest) -> web.Response:
-    html = render_index(current.routes, current.config, request)
+def index(current: Current, request: web.BaseRequest, health: dict | None = None) -> web.Response:
+    html = render_index(current.routes, current.config, request, health)
     return web.Response(text=html, content_type="text/html", charset="utf-8")
 
 

@@ -1,21 +1,31 @@
 """POST /rest/stream/[to]: send any stanza over the component link (Tigase's Stream.groovy).
 
+- The body is one stanza as XML (Tigase), as JSON in Prosody mod_rest's keys
+  (``Content-Type: application/json``), or plain text (``text/plain``: a chat message to the JID in
+  the URL).
 - ``to`` from the URL overrides the stanza's ``to``; no ``from`` means the component's JID.
-- An IQ without ``from`` waits for the reply and returns it (200, even for an error IQ, as Tigase);
-  anything else is sent and answered 200 with an empty body.
+- An IQ without ``from``, or from a bot on the component's domain (``bot@http.<domain>``), waits for
+  the reply and returns it (200, even for an error IQ, as Tigase), as JSON when the request was JSON
+  (or asks for it); anything else is sent and answered 200 with an empty body.
 Deviations: a reply that never comes is 504 (Tigase: 500 or a hang); a body that is not exactly one
 stanza (several roots, another namespace, an IQ result/error, an IQ without exactly one child)
 is 400 with the reason instead of being sent.
 """
 
 from tigase_rest.api import (
-    CLIENT_NS, COMPONENT_NS, STANZA_NAMES, Handler, HttpError, Result, parse_jid, parse_xml, renamespace, serialize,
-    split_tag,
+    Handler, HttpError, Result, negotiated_format, parse_jid, posted_stanza, split_tag, stanza_answer,
 )
 
 EXAMPLE = """curl -u admin@example.com:password -H 'Api-Key: KEY' -H 'Content-Type: application/xml' \\
   --data '<message xmlns="jabber:client" type="chat" to="test@example.com/resource-1"><body>Example message 1</body></message>' \\
-  {base}/stream/"""
+  {base}/stream/
+
+curl -u admin@example.com:password -H 'Api-Key: KEY' -H 'Content-Type: application/json' \\
+  --data '{"kind": "message", "type": "chat", "from": "bot@http.example.com", "body": "Hi"}' \\
+  {base}/stream/test@example.com
+
+curl -u admin@example.com:password -H 'Api-Key: KEY' -H 'Content-Type: text/plain' \\
+  --data 'Example message 2' {base}/stream/test@example.com"""
 
 
 class Stream(Handler):
@@ -25,23 +35,23 @@ class Stream(Handler):
     description = {
         "regex": "/[{to-jid}]",
         "POST": {
-            "info": "Send any XMPP stanza",
-            "description": "The body is one stanza (message, presence or iq), UTF-8 XML. A JID after /stream/ "
-                           "replaces its 'to'. Without 'from' the component's JID is used. An iq without 'from' "
-                           "returns the reply stanza; anything else returns 200 with an empty body.",
+            "info": "Send any XMPP stanza (XML, JSON or text)",
+            "description": "The body is one stanza (message, presence or iq): UTF-8 XML; or JSON in Prosody "
+                           "mod_rest's keys (kind, type, to, from, id, body, subject, html, oob_url, show, status, "
+                           "priority, ping, disco, items, version, error, and xml for anything else) with "
+                           "Content-Type application/json; or text/plain, the body of a chat message to the JID "
+                           "in the URL. A JID after /stream/ replaces its 'to'. Without 'from' the component's "
+                           "JID is used; a bot sends as itself with from=bot@<component domain>. An iq without "
+                           "'from' or from a bot returns the reply stanza, as JSON when the request was JSON; "
+                           "anything else returns 200 with an empty body.",
             "example": EXAMPLE,
         },
     }
 
     async def exec_post(self, service, callback, user, request, to):
         body = await service.read_body(request)
-        if not body.strip():
-            raise HttpError(400, "No data received: the body must be one XMPP stanza")
-        stanza = parse_xml(body)
-        ns, name = split_tag(stanza.tag)
-        if name not in STANZA_NAMES or ns not in ("", CLIENT_NS, COMPONENT_NS):
-            raise HttpError(400, f"Not a stanza: <{name}> in namespace {ns or 'none'!r}; "
-                                 f"send <message>, <presence> or <iq> in jabber:client")
+        stanza, body_fmt = posted_stanza(body, request.headers.get("Content-Type"), to)
+        name = split_tag(stanza.tag)[1]
         if to:
             stanza.set("to", str(parse_jid(to, "the URL")))
         for attr in ("to", "from"):
@@ -51,10 +61,11 @@ class Stream(Handler):
             raise HttpError(400, "The stanza has no 'to': set it in the stanza or in the URL (/stream/<jid>)")
         if name == "iq":
             check_iq(stanza)
-            if not stanza.get("from"):
+            sender = stanza.get("from")
+            if not sender or parse_jid(sender, "the 'from' attribute").domain == service.component_jid:
                 reply = await service.request(stanza)
-                renamespace(reply, CLIENT_NS)
-                return Result(serialize(reply).encode(), "application/xml; charset=utf-8")
+                data, content_type = stanza_answer(reply, body_fmt or negotiated_format(request))
+                return Result(data, content_type)
         service.send(stanza)
         return ""
 

@@ -1,0 +1,29 @@
+"""GET /rest/disco/{jid}[?node=...]: XEP-0030 service discovery info.
+
+Sends the IQ get over the component link and answers with the reply stanza, as XML or as JSON
+in Prosody mod_rest's keys (``?type=application/json`` or ``Accept``). An XMPP error reply is the
+matching HTTP status with the condition in the body; no reply within ``xmpp.iq_timeout`` is 504.
+Access as for ``/rest/stream``.
+"""
+
+from tigase_rest.api import Handler, Result, negotiated_format, raise_for_error, shortcut_iq, stanza_answer
+
+
+class Disco(Handler):
+    regex = r"/([^/]+)"
+    required_role = "admin"
+    description = {
+        "regex": "/{jid}",
+        "GET": {
+            "info": "Service discovery info (XEP-0030)",
+            "description": "Identities and features; the 'node' parameter asks about a node.",
+            "example": "curl -u admin@example.com:password -H 'Api-Key: KEY' "
+                       "'{base}/disco/example.com?type=application/json'",
+        },
+    }
+
+    async def exec_get(self, service, callback, user, request, jid):
+        iq = shortcut_iq("disco", jid, request.query.get("node"))
+        reply = raise_for_error(await service.request(iq), jid)
+        data, content_type = stanza_answer(reply, negotiated_format(request))
+        return Result(data, content_type)
