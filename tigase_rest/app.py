@@ -29,7 +29,7 @@ from .features.presence.service import ExternalStatuses
 from .features.presence.store import STORE_NAME, StatusStore
 from .http.auth import ApiKeyChecker
 from .http.server import Current, RestServer
-from .loader import RouteTable, load_routes
+from .loader import RouteTable, routes_for
 from .service import Parts
 from .xmpp import commands
 from .xmpp.component import ComponentLink
@@ -73,7 +73,7 @@ class Reloader:
                 self.pool.apply(config)
                 if self.redactor is not None:
                     self.redactor.secrets = logs.RedactingFilter(secrets_of(config)).secrets
-        self.current = Current(config, load_routes(config.scripts_path), ApiKeyChecker(config.auth))
+        self.current = Current(config, routes_for(config), ApiKeyChecker(config.auth))
         return self.current.routes
 
 
@@ -110,7 +110,7 @@ async def serve(config: Config, config_path: Path | None = None,
         statuses = ExternalStatuses(link, x.domain, privileges, StatusStore(config.data_path / STORE_NAME),
                                     config.presence.max_statuses_per_user, config.presence.max_statuses)
         pool = CallerPool(config)
-        reloader = Reloader(Current(config, load_routes(config.scripts_path), ApiKeyChecker(config.auth)),
+        reloader = Reloader(Current(config, routes_for(config), ApiKeyChecker(config.auth)),
                             config_path, pool, redactor)
         parts = Parts(link=link, pool=pool, privileges=privileges, statuses=statuses,
                       avatars=Avatars(link, privileges), bosh=BoshPrebinding(x),
