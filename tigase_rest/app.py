@@ -67,14 +67,38 @@ class Reloader:
             except config_mod.ConfigError as e:
                 log.error("Reload: config not reloaded, keeping the running one: %s", e)
             else:
-                if fresh.xmpp != config.xmpp or fresh.http != config.http:
-                    log.warning("Reload: [xmpp] and [http] changes need a restart; applying [auth] only")
-                config = dataclasses.replace(config, auth=fresh.auth)
+                applied, restart = changed_keys(config, fresh)
+                for key in restart:
+                    log.warning("Reload: %s changed; it needs a restart (the running value stays)", key)
+                config = dataclasses.replace(
+                    config, auth=fresh.auth,
+                    http=dataclasses.replace(config.http, **{k: getattr(fresh.http, k) for k in RELOADABLE_HTTP}))
                 self.pool.apply(config)
                 if self.redactor is not None:
                     self.redactor.secrets = logs.RedactingFilter(secrets_of(config)).secrets
+                log.info("Reload: applied %s", ", ".join(applied) if applied else "no config changes")
         self.current = Current(config, routes_for(config), ApiKeyChecker(config.auth))
+        log.info("Reload: handler scripts reloaded (%d handlers, %d scripts failed)",
+                 len(self.current.routes.routes()), len(self.current.routes.errors))
         return self.current.routes
+
+
+# What a reload applies: all of [auth] and where the handler scripts come from; any other changed key
+# is named in a warning and needs a restart.
+RELOADABLE_HTTP = ("scripts_dir", "builtin_scripts")
+
+
+def changed_keys(old: Config, new: Config) -> tuple[list[str], list[str]]:
+    """(changed keys a reload applies, changed keys that need a restart), as "section.key" names
+    (never their values: some are secrets)."""
+    applied, restart = [], []
+    for section in config_mod.SECTIONS:
+        before, after = getattr(old, section), getattr(new, section)
+        for f in dataclasses.fields(before):
+            if getattr(before, f.name) != getattr(after, f.name):
+                name = f"{section}.{f.name}"
+                (applied if section == "auth" or (section == "http" and f.name in RELOADABLE_HTTP) else restart).append(name)
+    return applied, restart
 
 
 def secrets_of(config: Config) -> list[str]:
