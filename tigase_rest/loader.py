@@ -115,7 +115,7 @@ def load_routes(scripts_dirs: Path | Iterable[Path]) -> RouteTable:
                 continue
             for script in sorted(folder.glob("*.py")):
                 previous = scripts.setdefault(folder.name, {}).get(script.name)
-                if previous is not None:
+                if previous is not None and previous.resolve() != script.resolve():
                     log.info("Handler script %s replaces %s", script, previous)
                 scripts[folder.name][script.name] = script
     for folder_name in sorted(scripts):
