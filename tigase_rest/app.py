@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import logging
 import signal
+import ssl
 import time
 from pathlib import Path
 from typing import Any
@@ -161,11 +162,12 @@ async def serve(config: Config, config_path: Path | None = None,
         stack.push_async_callback(runner.cleanup)
         stack.callback(stopping.set)  # requests still reading a body give up before the runner waits for them
         try:
-            await web.TCPSite(runner, config.http.host, config.http.port).start()
+            await web.TCPSite(runner, config.http.host, config.http.port, ssl_context=https_context(config)).start()
         except OSError as e:
             log.error("Cannot listen on %s:%s: %s", config.http.host, config.http.port, e.strerror or e)
             return 1
-        log.info("HTTP API listening on http://%s:%s%s/", config.http.host, config.http.port, config.http.prefix)
+        log.info("HTTP API listening on %s://%s:%s%s/", "https" if config.http.tls_cert else "http",
+                 config.http.host, config.http.port, config.http.prefix)
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping.set)
@@ -176,6 +178,15 @@ async def serve(config: Config, config_path: Path | None = None,
         log.info("Shutting down: HTTP first, then XMPP")
     log.info("Stopped")
     return 0
+
+
+def https_context(config: Config) -> ssl.SSLContext | None:
+    """Native HTTPS (http.tls_cert and http.tls_key), for a deployment without a reverse proxy."""
+    if not config.http.tls_cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(config.http.tls_cert, config.http.tls_key)
+    return context
 
 
 def run(config: Config, config_path: Path | None = None) -> int:
