@@ -394,12 +394,18 @@ def check_files(cfg: Config) -> None:
         except (ssl.SSLError, ValueError) as e:
             raise ConfigError(f"http.tls_cert / http.tls_key: {cfg.http.tls_cert} and {cfg.http.tls_key} "
                               f"are not a matching PEM certificate and key: {e}") from None
+    # Nothing is created here: a missing data_dir is made at start, so its nearest existing parent
+    # must be writable then (a probe file, created and removed, sees read-only mounts too).
     data = cfg.data_path
+    existing = data
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
     try:
-        data.mkdir(parents=True, exist_ok=True)
-        probe = data / f".write-test-{os.getpid()}"
+        if not existing.is_dir():
+            raise NotADirectoryError(20, "not a folder")
+        probe = existing / f".tigase-rest-write-test-{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
-        raise ConfigError(f"storage.data_dir: {data} is not writable by uid {uid}: {e.strerror or e} "
-                          "(set storage.data_dir, or StateDirectory= under systemd)") from None
+        raise ConfigError(f"storage.data_dir: {data} is not writable by uid {uid} ({existing}: {e.strerror or e}); "
+                          "set storage.data_dir, or StateDirectory= under systemd") from None
