@@ -15,7 +15,8 @@ import re
 
 from aiohttp import web
 
-CLIENT_KEY = "tigase_rest.client"  # where the dispatcher keeps the address for the access log
+# Where the dispatcher keeps the address for the access log (a typed key where aiohttp has them).
+CLIENT_KEY = web.RequestKey("tigase_rest.client", str) if hasattr(web, "RequestKey") else "tigase_rest.client"
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _FORWARDED_FOR = re.compile(r'for="?([^;,"]+)"?', re.I)
