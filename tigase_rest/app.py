@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import logging
 import signal
+import ssl
 import time
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from .features.webhooks.store import STORE_NAME as QUEUE_NAME
 from .features.webhooks.store import QueueStore
 from .http.auth import ApiKeyChecker
 from .http.server import Current, RestServer
-from .loader import RouteTable, load_routes
+from .loader import RouteTable, routes_for
 from .service import Parts
 from .xmpp import commands
 from .xmpp.component import ComponentLink
@@ -71,14 +72,39 @@ class Reloader:
             except config_mod.ConfigError as e:
                 log.error("Reload: config not reloaded, keeping the running one: %s", e)
             else:
-                if fresh.xmpp != config.xmpp or fresh.http != config.http:
-                    log.warning("Reload: [xmpp] and [http] changes need a restart; applying [auth] only")
-                config = dataclasses.replace(config, auth=fresh.auth)
+                applied, restart = changed_keys(config, fresh)
+                for key in restart:
+                    log.warning("Reload: %s changed; it needs a restart (the running value stays)", key)
+                config = dataclasses.replace(
+                    config, auth=fresh.auth,
+                    http=dataclasses.replace(config.http, **{k: getattr(fresh.http, k) for k in RELOADABLE_HTTP}))
                 self.pool.apply(config)
                 if self.redactor is not None:
                     self.redactor.secrets = logs.RedactingFilter(secrets_of(config)).secrets
-        self.current = Current(config, load_routes(config.scripts_path), ApiKeyChecker(config.auth))
+                log.info("Reload: applied %s", ", ".join(applied) if applied else "no config changes")
+        self.current = Current(config, routes_for(config), ApiKeyChecker(config.auth))
+        log.info("Reload: handler scripts reloaded (%d handlers, %d scripts failed)",
+                 len(self.current.routes.routes()), len(self.current.routes.errors))
         return self.current.routes
+
+
+# What a reload applies: all of [auth] and where the handler scripts come from; any other changed key
+# is named in a warning and needs a restart.
+RELOADABLE_HTTP = ("scripts_dir", "builtin_scripts")
+
+
+def changed_keys(old: Config, new: Config) -> tuple[list[str], list[str]]:
+    """(changed keys a reload applies, changed keys that need a restart), as "section.key" names
+    (never their values: some are secrets)."""
+    applied: list[str] = []
+    restart: list[str] = []
+    for section in config_mod.SECTIONS:
+        before, after = getattr(old, section), getattr(new, section)
+        for f in dataclasses.fields(before):
+            if getattr(before, f.name) != getattr(after, f.name):
+                name = f"{section}.{f.name}"
+                (applied if section == "auth" or (section == "http" and f.name in RELOADABLE_HTTP) else restart).append(name)
+    return applied, restart
 
 
 def secrets_of(config: Config) -> list[str]:
@@ -120,7 +146,7 @@ async def serve(config: Config, config_path: Path | None = None,
         if config.webhooks.url:
             webhooks = Webhooks(config.webhooks, x.component_jid, x.domain, link, privileges,
                                 QueueStore(config.data_path / QUEUE_NAME), x.max_stanza_bytes)
-        reloader = Reloader(Current(config, load_routes(config.scripts_path), ApiKeyChecker(config.auth)),
+        reloader = Reloader(Current(config, routes_for(config), ApiKeyChecker(config.auth)),
                             config_path, pool, redactor)
         parts = Parts(link=link, pool=pool, privileges=privileges, statuses=statuses,
                       avatars=Avatars(link, privileges), bosh=BoshPrebinding(x, config.auth.max_prebinds_per_minute),
@@ -155,11 +181,12 @@ async def serve(config: Config, config_path: Path | None = None,
         stack.push_async_callback(runner.cleanup)
         stack.callback(stopping.set)  # requests still reading a body give up before the runner waits for them
         try:
-            await web.TCPSite(runner, config.http.host, config.http.port).start()
+            await web.TCPSite(runner, config.http.host, config.http.port, ssl_context=https_context(config)).start()
         except OSError as e:
             log.error("Cannot listen on %s:%s: %s", config.http.host, config.http.port, e.strerror or e)
             return 1
-        log.info("HTTP API listening on http://%s:%s%s/", config.http.host, config.http.port, config.http.prefix)
+        log.info("HTTP API listening on %s://%s:%s%s/", "https" if config.http.tls_cert else "http",
+                 config.http.host, config.http.port, config.http.prefix)
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping.set)
@@ -170,6 +197,15 @@ async def serve(config: Config, config_path: Path | None = None,
         log.info("Shutting down: HTTP first, then XMPP")
     log.info("Stopped")
     return 0
+
+
+def https_context(config: Config) -> ssl.SSLContext | None:
+    """Native HTTPS (http.tls_cert and http.tls_key), for a deployment without a reverse proxy."""
+    if not config.http.tls_cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(config.http.tls_cert, config.http.tls_key)
+    return context
 
 
 def run(config: Config, config_path: Path | None = None) -> int:

@@ -2,11 +2,16 @@
 
 The schema below is the single source of truth: loading, env overrides, ``--check-config`` and
 ``etc/config.example.toml`` all follow it. A bad value raises :class:`ConfigError` naming the key.
+
+Paths: a relative path in any path key (``PATH_KEYS``) resolves against the folder of the config
+file (the current folder when there is no file); :func:`from_dict` stores them absolute, so no
+consumer needs to know where the config came from.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import string
@@ -16,6 +21,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 ENV_PREFIX = "TIGASE_REST_"
+# TIGASE_REST_* variables that are not config keys (an unknown one is an error, like an unknown key).
+OTHER_ENV: frozenset[str] = frozenset()
+# Keys holding a path (or a list of paths): relative ones resolve against the config file's folder.
+PATH_KEYS = {("xmpp", "secret_file"), ("xmpp", "c2s_ca_file"), ("http", "scripts_dir"),
+             ("http", "tls_cert"), ("http", "tls_key"), ("storage", "data_dir")}
 C2S_TLS_MODES = ("starttls", "direct", "none")
 
 
@@ -56,7 +66,12 @@ class HttpConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     context_path: str = "/rest"
-    scripts_dir: str = "scripts/rest"
+    # Folders of the operator's own handler scripts, loaded after the built-in ones (which ship in
+    # the package): a script <folder>/<name>.py replaces the built-in (or an earlier folder's) script
+    # of the same folder and name; other names add to the folder. A string or a list.
+    scripts_dir: tuple[str, ...] = ()
+    # false: serve only the scripts of scripts_dir (the built-in handlers are not loaded).
+    builtin_scripts: bool = True
     max_body_bytes: int = 1024 * 1024
     # Seconds a client may take to send its body; then 408 (a slow or stalled upload holds nothing).
     body_timeout: float = 10.0
@@ -67,6 +82,11 @@ class HttpConfig:
     keepalive_timeout: float = 75.0
     # Open connections at most; past it a new connection gets 503 and is closed at once.
     max_connections: int = 10000
+    # Reverse proxies (addresses or CIDRs) whose X-Forwarded-For / Forwarded headers name the client.
+    trusted_proxies: tuple[str, ...] = ()
+    # Native HTTPS (both or neither): PEM certificate chain and its private key.
+    tls_cert: str = ""
+    tls_key: str = ""
 
     @property
     def prefix(self) -> str:
@@ -93,7 +113,8 @@ class AuthConfig:
 @dataclass(frozen=True)
 class StorageConfig:
     # Where the component keeps state that must survive a restart (external user statuses).
-    data_dir: str = "data"
+    # Empty: systemd's $STATE_DIRECTORY (StateDirectory=) when set, else "data" next to the config file.
+    data_dir: str = ""
 
 
 @dataclass(frozen=True)
@@ -135,7 +156,7 @@ class Config:
     presence: PresenceConfig = field(default_factory=PresenceConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     log: LogConfig = field(default_factory=LogConfig)
-    base_dir: Path = Path(".")  # relative paths (scripts_dir, files) resolve against the config's folder
+    base_dir: Path = Path(".")  # the config file's folder: relative paths were resolved against it
 
     @property
     def c2s_host(self) -> str:
@@ -143,11 +164,12 @@ class Config:
 
     @property
     def data_path(self) -> Path:
-        return (self.base_dir / self.storage.data_dir).resolve()
+        return Path(self.storage.data_dir)
 
     @property
-    def scripts_path(self) -> Path:
-        return (self.base_dir / self.http.scripts_dir).resolve()
+    def scripts_paths(self) -> tuple[Path, ...]:
+        """The operator's script folders, in load order (after the built-in ones)."""
+        return tuple(Path(d) for d in self.http.scripts_dir)
 
 
 SECTIONS = {"xmpp": XmppConfig, "http": HttpConfig, "auth": AuthConfig, "storage": StorageConfig,
@@ -162,21 +184,36 @@ def load(path: str | os.PathLike | None, env: Mapping[str, str] | None = None) -
     if path is not None:
         p = Path(path)
         try:
-            raw = tomllib.loads(p.read_text(encoding="utf-8"))
+            raw = tomllib.loads(p.read_bytes().decode("utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"config file not found: {p}") from None
+        except IsADirectoryError:
+            raise ConfigError(f"config file {p} is a folder, not a file") from None
+        except PermissionError:
+            raise ConfigError(f"config file {p} is not readable by this user (uid {os.geteuid()}): "
+                              "check its mode and owner") from None
+        except OSError as e:
+            raise ConfigError(f"cannot read config file {p}: {e.strerror or e}") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"config file {p} is not UTF-8 (byte {e.start}): save it as UTF-8") from None
         except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{p}: invalid TOML: {e}") from None
-        # Relative paths in the example config are relative to the project root (etc/..).
-        base_dir = p.resolve().parent.parent if p.resolve().parent.name == "etc" else p.resolve().parent
+            raise ConfigError(f"invalid TOML: {e}") from None
+        base_dir = p.resolve().parent
     return from_dict(raw, env, base_dir)
 
 
 def from_dict(raw: Mapping[str, Any], env: Mapping[str, str] | None = None, base_dir: Path | None = None) -> Config:
     env = {} if env is None else env
+    base_dir = base_dir or Path.cwd()
     for name in raw:
         if name not in SECTIONS:
             raise ConfigError(f"unknown section [{name}] (known: {', '.join(SECTIONS)})")
+    known_env = {f"{ENV_PREFIX}{name.upper()}_{f.name.upper()}"
+                 for name, cls in SECTIONS.items() for f in dataclasses.fields(cls)} | OTHER_ENV
+    for env_name in sorted(env):
+        if env_name.startswith(ENV_PREFIX) and env_name not in known_env:
+            raise ConfigError(f"unknown environment variable {env_name}: no such config key "
+                              f"(they are {ENV_PREFIX}<SECTION>_<KEY>, e.g. {ENV_PREFIX}XMPP_SECRET_FILE)")
     sections = {}
     for name, cls in SECTIONS.items():
         table = raw.get(name, {})
@@ -191,16 +228,32 @@ def from_dict(raw: Mapping[str, Any], env: Mapping[str, str] | None = None, base
         for key in values:
             if key not in known:
                 raise ConfigError(f"unknown key {name}.{key}")
-        sections[name] = cls(**{k: _coerce(name, cls, k, v) for k, v in values.items()})
-    cfg = Config(**sections, base_dir=base_dir or Path.cwd())
+        coerced = {k: _coerce(name, cls, k, v) for k, v in values.items()}
+        for key in [k for k in coerced if (name, k) in PATH_KEYS]:
+            coerced[key] = _absolute(coerced[key], base_dir)
+        sections[name] = cls(**coerced)
+    if not sections["storage"].data_dir:
+        # systemd's StateDirectory= (several are colon separated: the first is ours).
+        state = env.get("STATE_DIRECTORY", "").split(":")[0]
+        sections["storage"] = dataclasses.replace(sections["storage"], data_dir=state or str(base_dir / "data"))
+    cfg = Config(**sections, base_dir=base_dir)
     cfg = _resolve_secret(cfg)
     validate(cfg)
     return cfg
 
 
+def _absolute(value: Any, base_dir: Path) -> Any:
+    """A path key's value with relative paths made absolute (from the config file's folder)."""
+    if isinstance(value, tuple):
+        return tuple(_absolute(v, base_dir) for v in value)
+    if not value:
+        return value
+    return str(base_dir / Path(value).expanduser())
+
+
 def _from_env(f: dataclasses.Field, text: str, env_name: str) -> Any:
     """Env values are strings; lists are comma separated."""
-    if f.name in ("api_keys", "admins", "stanzas", "events"):
+    if f.name in ("api_keys", "admins") or isinstance(f.default, tuple):  # lists: comma separated
         return [item.strip() for item in text.split(",") if item.strip()]
     return text
 
@@ -279,15 +332,21 @@ def _strings(value: Any, name: str) -> tuple[str, ...]:
 
 def _resolve_secret(cfg: Config) -> Config:
     x = cfg.xmpp
-    if x.secret or not x.secret_file:
+    if x.secret and x.secret_file:
+        raise ConfigError("xmpp.secret and xmpp.secret_file are both set (in the file or as "
+                          "TIGASE_REST_XMPP_SECRET / TIGASE_REST_XMPP_SECRET_FILE): keep one")
+    if not x.secret_file:
         return cfg
     path = Path(x.secret_file)
-    if not path.is_absolute():
-        path = cfg.base_dir / path
     try:
-        secret = path.read_text(encoding="utf-8").strip()
+        secret = path.read_bytes().decode("utf-8").strip()
     except OSError as e:
-        raise ConfigError(f"xmpp.secret_file: cannot read {path}: {e.strerror}") from None
+        raise ConfigError(f"xmpp.secret_file: cannot read {path}: {e.strerror or e} "
+                          f"(as uid {os.geteuid()})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"xmpp.secret_file: {path} is not UTF-8 text") from None
+    if not secret:
+        raise ConfigError(f"xmpp.secret_file: {path} is empty")
     return dataclasses.replace(cfg, xmpp=dataclasses.replace(x, secret=secret))
 
 
@@ -321,8 +380,17 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"http.{name} must be > 0 seconds")
     if h.max_connections < 1:
         raise ConfigError("http.max_connections must be >= 1")
-    if not cfg.scripts_path.is_dir():
-        raise ConfigError(f"http.scripts_dir: no such folder {cfg.scripts_path}")
+    for proxy in h.trusted_proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise ConfigError(f"http.trusted_proxies: {proxy!r} is not an IP address or CIDR "
+                              "(e.g. 127.0.0.1, 10.0.0.0/8, ::1)") from None
+    if bool(h.tls_cert) != bool(h.tls_key):
+        raise ConfigError("http.tls_cert and http.tls_key go together: set both (native HTTPS) or neither")
+    for folder in cfg.scripts_paths:
+        if not folder.is_dir():
+            raise ConfigError(f"http.scripts_dir: no such folder {folder}")
     if a.max_failures < 1 or a.failure_window <= 0 or a.credential_ttl < 0:
         raise ConfigError("auth.max_failures must be >= 1, auth.failure_window > 0, auth.credential_ttl >= 0")
     if a.max_sessions < 1:
@@ -359,3 +427,49 @@ def _validate_webhooks(w: WebhooksConfig) -> None:
         raise ConfigError("webhooks.timeout and webhooks.retry_for must be > 0 seconds")
     if w.max_queue < 1:
         raise ConfigError("webhooks.max_queue must be >= 1")
+
+
+def check_files(cfg: Config) -> None:
+    """What the running user must be able to do with the files the config names (done by
+    ``--check-config`` and again at start, as the service's own user): read the CA file, write
+    ``data_dir`` (created when missing). Raises ConfigError naming the key and the file."""
+    uid = os.geteuid()
+    ca = cfg.xmpp.c2s_ca_file
+    if ca:
+        try:
+            with open(ca, "rb") as f:
+                f.read(1)
+        except IsADirectoryError:
+            raise ConfigError(f"xmpp.c2s_ca_file: {ca} is a folder, not a CA file") from None
+        except OSError as e:
+            raise ConfigError(f"xmpp.c2s_ca_file: cannot read {ca}: {e.strerror or e} (as uid {uid})") from None
+    for key, value in (("http.tls_cert", cfg.http.tls_cert), ("http.tls_key", cfg.http.tls_key)):
+        if value:
+            try:
+                with open(value, "rb") as f:
+                    f.read(1)
+            except OSError as e:
+                raise ConfigError(f"{key}: cannot read {value}: {e.strerror or e} (as uid {uid})") from None
+    if cfg.http.tls_cert:
+        import ssl
+
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cfg.http.tls_cert, cfg.http.tls_key)
+        except (ssl.SSLError, ValueError) as e:
+            raise ConfigError(f"http.tls_cert / http.tls_key: {cfg.http.tls_cert} and {cfg.http.tls_key} "
+                              f"are not a matching PEM certificate and key: {e}") from None
+    # Nothing is created here: a missing data_dir is made at start, so its nearest existing parent
+    # must be writable then (a probe file, created and removed, sees read-only mounts too).
+    data = cfg.data_path
+    existing = data
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(20, "not a folder")
+        probe = existing / f".tigase-rest-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"storage.data_dir: {data} is not writable by uid {uid} ({existing}: {e.strerror or e}); "
+                          "set storage.data_dir, or StateDirectory= under systemd") from None

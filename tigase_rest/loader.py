@@ -1,4 +1,10 @@
-"""Loads handler scripts from ``scripts/rest/<folder>/*.py`` and resolves a path to a handler.
+"""Loads handler scripts from ``<scripts folder>/<folder>/*.py`` and resolves a path to a handler.
+
+Where scripts come from, in this order: the built-in ones (``scripts/rest/`` in the source tree,
+shipped in the package as ``tigase_rest.scripts``; skipped with ``http.builtin_scripts = false``),
+then each folder of ``http.scripts_dir``. The override rule: a script is known by its folder and file
+name (``user/status.py``); a later one with the same folder and name replaces the earlier one, any
+other name adds to the folder.
 
 The folder is the URL prefix. Within a folder, patterns are tried longest first and must match the
 whole rest of the path (Tigase's PATTERN_COMPARATOR). Routing looks the folder up in a dict first,
@@ -9,6 +15,7 @@ A script that fails to import is logged with its path and skipped; the others st
 from __future__ import annotations
 
 import importlib.machinery
+import importlib.resources
 import importlib.util
 import itertools
 import logging
@@ -16,8 +23,12 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
 
 from .handlers import METHODS, ROLES, Handler, Signature, signature_of
+
+if TYPE_CHECKING:
+    from .config import Config
 
 log = logging.getLogger(__name__)
 
@@ -72,28 +83,56 @@ class RouteTable:
 _MODULE_ROOT = "tigase_rest_scripts"  # handler modules are named <root>.g<load generation>.<folder>.<script>
 
 
-def load_routes(scripts_dir: Path) -> RouteTable:
+def builtin_scripts_dir() -> Path:
+    """The built-in handler scripts: the package's ``tigase_rest.scripts`` (the wheel carries
+    ``scripts/rest`` there; an editable install maps it to the source folder)."""
+    try:
+        return Path(str(importlib.resources.files("tigase_rest.scripts")))
+    except ModuleNotFoundError:  # a source tree on sys.path without an install
+        return Path(__file__).resolve().parent.parent / "scripts" / "rest"
+
+
+def script_dirs(config: Config) -> list[Path]:
+    """The folders the handlers of ``config`` come from, in load order."""
+    return ([builtin_scripts_dir()] if config.http.builtin_scripts else []) + list(config.scripts_paths)
+
+
+def routes_for(config: Config) -> RouteTable:
+    return load_routes(script_dirs(config))
+
+
+def load_routes(scripts_dirs: Path | Iterable[Path]) -> RouteTable:
     table = RouteTable()
     generation = next(_generation)
-    if not scripts_dir.is_dir():
-        log.error("scripts_dir %s does not exist: no handlers loaded", scripts_dir)
-        return table
-    for folder in sorted(p for p in scripts_dir.iterdir() if p.is_dir() and p.name != "static"):
-        if folder.name.startswith((".", "_")):
+    dirs = [scripts_dirs] if isinstance(scripts_dirs, Path) else list(scripts_dirs)
+    scripts: dict[str, dict[str, Path]] = {}  # folder -> script name -> path; later folders override
+    for scripts_dir in dirs:
+        if not scripts_dir.is_dir():
+            log.error("scripts_dir %s does not exist: no handlers loaded from it", scripts_dir)
             continue
+        for folder in sorted(p for p in scripts_dir.iterdir() if p.is_dir() and p.name != "static"):
+            if folder.name.startswith((".", "_")):
+                continue
+            for script in sorted(folder.glob("*.py")):
+                previous = scripts.setdefault(folder.name, {}).get(script.name)
+                if previous is not None and previous.resolve() != script.resolve():
+                    log.info("Handler script %s replaces %s", script, previous)
+                scripts[folder.name][script.name] = script
+    for folder_name in sorted(scripts):
         routes = []
-        for script in sorted(folder.glob("*.py")):
+        for _, script in sorted(scripts[folder_name].items()):
             try:
-                routes.extend(_load_script(folder.name, script, generation))
+                routes.extend(_load_script(folder_name, script, generation))
             except Exception as e:  # noqa: BLE001 - one broken script must not stop the others
                 log.error("Skipping handler script %s: %s: %s", script, type(e).__name__, e, exc_info=True)
                 table.errors.append((script, f"{type(e).__name__}: {e}"))
         if routes:
             routes.sort(key=lambda r: len(r.handler.regex), reverse=True)
-            table.by_folder[folder.name] = routes
+            table.by_folder[folder_name] = routes
     _forget_older_generations(generation)
     count = sum(len(r) for r in table.by_folder.values())
-    log.info("Loaded %d handlers from %s (%d scripts skipped)", count, scripts_dir, len(table.errors))
+    log.info("Loaded %d handlers from %s (%d scripts skipped)", count, ", ".join(map(str, dirs)) or "nowhere",
+             len(table.errors))
     return table
 
 

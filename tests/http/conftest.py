@@ -22,7 +22,7 @@ from tigase_rest.features.presence.service import ExternalStatuses
 from tigase_rest.features.presence.store import StatusStore
 from tigase_rest.http.auth import ApiKeyChecker
 from tigase_rest.http.server import Current, RestServer
-from tigase_rest.loader import load_routes
+from tigase_rest.loader import routes_for
 from tigase_rest.service import Parts
 from tigase_rest.xmpp.privilege import PrivilegeTracker
 
@@ -49,7 +49,7 @@ def make_api(aiohttp_client, tmp_path):
             statuses=ExternalStatuses(link, config.xmpp.domain, privileges, StatusStore(tmp_path / "statuses.db")),
             avatars=Avatars(link, privileges), bosh=BoshPrebinding(config.xmpp), accounts=Accounts(),
             health=lambda: {"xmpp_link": "up" if link.connected else "down"}, stopping=asyncio.Event())
-        current = Current(config, load_routes(config.scripts_path), ApiKeyChecker(config.auth))
+        current = Current(config, routes_for(config), ApiKeyChecker(config.auth))
         rest = RestServer(lambda: current, pool.authenticate, parts)
         server = RestTestServer(rest)
         await server.start_server()

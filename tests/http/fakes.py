@@ -109,6 +109,7 @@ def make_config(scripts_dir: Path | None = None, **sections: dict):
     }
     if scripts_dir is not None:
         raw["http"]["scripts_dir"] = str(scripts_dir)
+        raw["http"]["builtin_scripts"] = False  # only the test's own scripts
     for name, values in sections.items():
         raw.setdefault(name, {}).update(values)
     return from_dict(raw, {}, base_dir=REPO)

@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 from clients import XmppClient, connect_client
-from components import SCRIPTS_DIR, Component, launch, merge_sections, stop_all, wait_until_200
+from components import Component, launch, merge_sections, stop_all, wait_until_200
 from tools.prosody import ProsodyServer, free_port
 from tools.servers import SERVERS, XmppServer, make_server
 
@@ -105,7 +105,7 @@ def component_factory(xmpp_server: XmppServer, tmp_path_factory: pytest.TempPath
         config = merge_sections(
             {
                 "xmpp": xmpp_server.component_config(),
-                "http": {"host": "127.0.0.1", "port": free_port(), "scripts_dir": str(SCRIPTS_DIR)},
+                "http": {"host": "127.0.0.1", "port": free_port()},  # the built-in scripts
                 "auth": {"api_keys": ["test-key"], "admins": ["admin@localhost"]},
                 "log": {"level": "debug"},
             },

@@ -33,7 +33,8 @@ def test_defaults():
     assert (cfg.http.context_path, cfg.http.port, cfg.http.max_body_bytes) == ("/rest", 8080, 1024 * 1024)
     assert cfg.auth.api_keys == () and cfg.auth.open_access is False and cfg.auth.admins_from_server is True
     assert cfg.c2s_host == "127.0.0.1"
-    assert cfg.scripts_path == REPO / "scripts" / "rest"
+    assert cfg.scripts_paths == () and cfg.http.builtin_scripts is True
+    assert cfg.data_path == REPO / "data"
 
 
 def test_c2s_host_defaults_to_host():
@@ -179,9 +180,82 @@ def test_secret_file_is_read_and_stripped(tmp_path):
     assert cfg.xmpp.secret == "from-file"
 
 
-def test_secret_beats_secret_file(tmp_path):
-    cfg = load({"xmpp": {"secret": "inline", "secret_file": str(tmp_path / "missing")}})
-    assert cfg.xmpp.secret == "inline"
+def test_secret_and_secret_file_together_are_an_error_naming_both(tmp_path):
+    (tmp_path / "secret").write_text("from-file\n", encoding="utf-8")
+    message = error_of({"xmpp": {"secret": "inline", "secret_file": str(tmp_path / "secret")}})
+    assert "xmpp.secret and xmpp.secret_file are both set" in message
+    # the case: the file's secret and the systemd unit's env secret file
+    message = error_of({"xmpp": {"secret": "change-me"}}, {"TIGASE_REST_XMPP_SECRET_FILE": str(tmp_path / "secret")})
+    assert "both set" in message
+
+
+def test_an_empty_secret_file_is_an_error(tmp_path):
+    (tmp_path / "secret").write_text("\n", encoding="utf-8")
+    assert "is empty" in error_of({"xmpp": {"secret_file": str(tmp_path / "secret")}})
+
+
+def test_an_unknown_environment_variable_is_an_error():
+    message = error_of(MINIMAL, {"TIGASE_REST_XMPP_SECERT": "typo"})
+    assert "unknown environment variable TIGASE_REST_XMPP_SECERT" in message
+    assert load(MINIMAL, {"OTHER_VAR": "x", "TIGASE_RESTLESS": "x"}).xmpp.secret == "s3cret"
+
+
+def test_relative_paths_resolve_against_the_config_files_folder(tmp_path):
+    etc = tmp_path / "etc"
+    (etc / "scripts").mkdir(parents=True)
+    (etc / "secret").write_text("s", encoding="utf-8")
+    path = etc / "config.toml"
+    path.write_text('[xmpp]\nsecret_file = "secret"\nc2s_ca_file = "ca.pem"\n'
+                    '[http]\nscripts_dir = "scripts"\n[storage]\ndata_dir = "state"\n', encoding="utf-8")
+    cfg = config.load(path, env={})
+    assert cfg.xmpp.secret == "s" and cfg.xmpp.c2s_ca_file == str(etc / "ca.pem")
+    assert cfg.scripts_paths == (etc / "scripts",) and cfg.data_path == etc / "state"
+
+
+def test_data_dir_defaults_to_systemds_state_directory(tmp_path):
+    assert load(MINIMAL, {"STATE_DIRECTORY": "/var/lib/tigase-rest"}).data_path == Path("/var/lib/tigase-rest")
+    assert load(MINIMAL, {"STATE_DIRECTORY": "/var/lib/a:/var/lib/b"}).data_path == Path("/var/lib/a")
+    explicit = {"xmpp": {"secret": "s"}, "storage": {"data_dir": str(tmp_path)}}
+    assert load(explicit, {"STATE_DIRECTORY": "/var/lib/tigase-rest"}).data_path == tmp_path
+
+
+def test_scripts_dir_is_a_string_or_a_list_also_from_env(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    assert load({"xmpp": {"secret": "s"}, "http": {"scripts_dir": "a"}}, base_dir=tmp_path).scripts_paths == (tmp_path / "a",)
+    cfg = load(MINIMAL, {"TIGASE_REST_HTTP_SCRIPTS_DIR": f"{tmp_path / 'a'},{tmp_path / 'b'}"})
+    assert cfg.scripts_paths == (tmp_path / "a", tmp_path / "b")
+    assert "http.scripts_dir: no such folder" in error_of({"xmpp": {"secret": "s"}, "http": {"scripts_dir": ["a", "c"]}},
+                                                         base_dir=tmp_path)
+
+
+@pytest.mark.parametrize("proxies, ok", [(["127.0.0.1", "10.0.0.0/8", "::1", "fd00::/8"], True),
+                                         (["localhost"], False), (["10.0.0.0/33"], False)])
+def test_trusted_proxies_are_addresses_or_cidrs(proxies, ok):
+    raw = {"xmpp": {"secret": "s"}, "http": {"trusted_proxies": proxies}}
+    if ok:
+        assert load(raw).http.trusted_proxies == tuple(proxies)
+    else:
+        assert "http.trusted_proxies" in error_of(raw)
+
+
+def test_tls_cert_and_key_go_together():
+    assert "http.tls_cert and http.tls_key" in error_of({"xmpp": {"secret": "s"}, "http": {"tls_cert": "c.pem"}})
+
+
+def test_check_files_names_an_unreadable_ca_file_and_a_data_dir_that_cannot_be_written(tmp_path):
+    cfg = load({"xmpp": {"secret": "s", "c2s_ca_file": str(tmp_path / "missing.pem")},
+                "storage": {"data_dir": str(tmp_path / "data")}})
+    with pytest.raises(ConfigError, match=r"xmpp.c2s_ca_file: cannot read .*missing.pem"):
+        config.check_files(cfg)
+    blocker = tmp_path / "file"
+    blocker.write_text("", encoding="utf-8")
+    cfg = load({"xmpp": {"secret": "s"}, "storage": {"data_dir": str(blocker / "data")}})
+    with pytest.raises(ConfigError, match=r"storage.data_dir: .* is not writable"):
+        config.check_files(cfg)
+    cfg = load({"xmpp": {"secret": "s"}, "storage": {"data_dir": str(tmp_path / "new" / "data")}})
+    config.check_files(cfg)
+    assert not (tmp_path / "new").exists()  # nothing created by a check
 
 
 def test_unreadable_secret_file_is_named(tmp_path):
@@ -189,16 +263,27 @@ def test_unreadable_secret_file_is_named(tmp_path):
     assert "xmpp.secret_file" in message and "missing" in message
 
 
-def test_load_reads_toml_and_resolves_paths_from_the_project_root():
-    cfg = config.load(REPO / "etc" / "config.example.toml", env={})
+def test_load_reads_the_example_which_sets_no_secret():
+    cfg = config.load(REPO / "etc" / "config.example.toml", env={"TIGASE_REST_XMPP_SECRET": "s"})
     assert cfg.xmpp.component_jid == "http.example.com"
-    assert cfg.scripts_path == REPO / "scripts" / "rest"
+    assert cfg.scripts_paths == () and cfg.http.builtin_scripts
     assert cfg.auth.api_keys == (ApiKey("change-me-too"),)
+    assert "xmpp.secret is required" in str(pytest.raises(ConfigError, config.load, REPO / "etc" / "config.example.toml",
+                                                                 env={}).value)
 
 
 def test_load_env_overrides_the_file():
     cfg = config.load(REPO / "etc" / "config.example.toml", env={"TIGASE_REST_XMPP_SECRET": "env"})
     assert cfg.xmpp.secret == "env"
+
+
+def test_load_a_config_that_is_not_utf8_or_not_a_file(tmp_path):
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes('[xmpp]\nsecret = "caf\u00e9"\n'.encode("latin-1"))
+    with pytest.raises(ConfigError, match="is not UTF-8"):
+        config.load(latin1, env={})
+    with pytest.raises(ConfigError, match="is a folder"):
+        config.load(tmp_path, env={})
 
 
 def test_load_missing_file_and_bad_toml(tmp_path):
@@ -213,16 +298,65 @@ def test_load_missing_file_and_bad_toml(tmp_path):
 # --- the CLI ----------------------------------------------------------------------------------
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TIGASE_REST_")}
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("TIGASE_REST_")}, **(env or {})}
     return subprocess.run([sys.executable, "-m", "tigase_rest", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=30)
 
 
-def test_cli_check_config_accepts_the_example():
-    result = run_cli("--check-config", "etc/config.example.toml")
+def test_cli_check_config_accepts_the_example_with_a_secret_from_env(tmp_path):
+    result = run_cli("--check-config", "etc/config.example.toml",
+                     env={"TIGASE_REST_XMPP_SECRET": "s", "STATE_DIRECTORY": str(tmp_path)})
     assert result.returncode == 0, result.stderr
     assert "OK" in result.stdout
+
+
+def test_cli_prints_the_example_config():
+    result = run_cli("--print-example-config")
+    assert result.returncode == 0
+    assert result.stdout == (REPO / "etc" / "config.example.toml").read_text(encoding="utf-8")
+
+
+def one_line_error(*args: str, env: dict | None = None) -> str:
+    result = run_cli(*args, env=env)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("setup, needle", [
+    ({"xmpp": 'secret = "s"\nc2s_ca_file = "missing-ca.pem"'}, "xmpp.c2s_ca_file: cannot read"),
+    ({"xmpp": 'secret = "s"', "storage": 'data_dir = "/proc/no-such/data"'}, "storage.data_dir"),
+    ({"xmpp": 'secret = "change-me"'}, "xmpp.secret and xmpp.secret_file are both set"),
+    ({"xmpp": 'secret = "s"', "http": 'scripts_dir = "broken"'}, "broken/x/bad.py does not load: SyntaxError"),
+    ({"xmpp": 'secret = "s"\nsecert = "typo"'}, "unknown key xmpp.secert"),
+])
+def test_cli_check_config_catches_each_broken_setup_with_one_line(tmp_path, setup, needle):
+    (tmp_path / "broken" / "x").mkdir(parents=True)
+    (tmp_path / "broken" / "x" / "bad.py").write_text("def (:\n", encoding="utf-8")
+    (tmp_path / "secret").write_text("s\n", encoding="utf-8")
+    path = tmp_path / "config.toml"
+    path.write_text("".join(f"[{section}]\n{body}\n" for section, body in setup.items()), encoding="utf-8")
+    env = {"STATE_DIRECTORY": str(tmp_path / "state")}
+    if "change-me" in setup["xmpp"]:
+        env["TIGASE_REST_XMPP_SECRET_FILE"] = str(tmp_path / "secret")
+    line = one_line_error("--check-config", str(path), env=env)
+    assert needle in line and str(path) in line
+
+
+def test_cli_unknown_env_and_unreadable_config_are_one_line(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text('[xmpp]\nsecret = "s"\n', encoding="utf-8")
+    assert "TIGASE_REST_XMPP_PORTT" in one_line_error("--check-config", str(path), env={"TIGASE_REST_XMPP_PORTT": "1"})
+    path.write_bytes(b'[xmpp]\nsecret = "\xff"\n')
+    assert "not UTF-8" in one_line_error("--check-config", str(path))
+
+
+def test_cli_a_start_that_cannot_write_data_dir_is_one_line_not_a_traceback(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text('[xmpp]\nsecret = "s"\n[storage]\ndata_dir = "/proc/no-such/data"\n', encoding="utf-8")
+    assert "storage.data_dir" in one_line_error("--config", str(path))
 
 
 def test_cli_check_config_names_the_broken_key(tmp_path):

@@ -250,3 +250,31 @@ def test_two_scripts_may_serve_one_path_with_different_methods(tmp_path):
     assert type(table.resolve("/avatar/x", "PUT")[0].handler).__name__ == "Put"
     assert table.resolve("/avatar/x", "DELETE") is not None  # matched, but no handler for DELETE: 404 later
     assert table.methods_at("/avatar/x") == ["GET", "PUT"]
+
+
+def test_later_folders_replace_scripts_of_the_same_folder_and_name_and_add_others(tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    for root, rel, name in ((first, "a/h.py", "FirstH"), (first, "a/other.py", "FirstOther"),
+                            (second, "a/h.py", "SecondH"), (second, "b/new.py", "SecondNew")):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(handler(name, "/" + Path(rel).stem, answer=name), encoding="utf-8")
+    table = load_routes([first, second])
+    assert answer(table, "/a/h") == "SecondH"
+    assert answer(table, "/a/other") == "FirstOther"
+    assert answer(table, "/b/new") == "SecondNew"
+    assert [r.script for r in table.routes()].count(second / "a" / "h.py") == 1
+    assert first / "a" / "h.py" not in [r.script for r in table.routes()]
+
+
+def test_the_built_in_scripts_come_from_the_package_and_load_first(tmp_path):
+    from tigase_rest.config import from_dict
+    from tigase_rest.loader import builtin_scripts_dir, script_dirs
+
+    builtin = builtin_scripts_dir()
+    assert {p.name for p in builtin.iterdir() if p.is_dir() and not p.name.startswith("_")} >= {
+        "stream", "adhoc", "avatar", "user", "health"}
+    (tmp_path / "mine").mkdir()
+    cfg = from_dict({"xmpp": {"secret": "s"}, "http": {"scripts_dir": "mine"}}, {}, tmp_path)
+    assert script_dirs(cfg) == [builtin, tmp_path / "mine"]
+    cfg = from_dict({"xmpp": {"secret": "s"}, "http": {"scripts_dir": "mine", "builtin_scripts": False}}, {}, tmp_path)
+    assert script_dirs(cfg) == [tmp_path / "mine"]

@@ -29,6 +29,7 @@ from ..xmpp.sessions import Caller
 from .auth import ApiKeyChecker, basic_credentials, caller_jid, request_api_key
 from .connections import HttpServer, Request
 from .index import render_index
+from .proxies import CLIENT_KEY, client_address
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,7 @@ class RestServer:
 
     async def _dispatch(self, current: Current, request: web.BaseRequest, fmt: str) -> web.StreamResponse:
         config = current.config
+        request[CLIENT_KEY] = client = client_address(request, config.http.trusted_proxies)
         path = request.path[len(config.http.prefix):]
         resolved = current.routes.resolve(path, request.method)
         if resolved is None:
@@ -147,7 +149,7 @@ class RestServer:
                 raise HttpError(401, "Authentication required: HTTP Basic auth with your bare JID and XMPP password",
                                 headers=challenge())
             user, password = credentials
-            caller = await self.authenticate(caller_jid(user), password, request.remote or "")
+            caller = await self.authenticate(caller_jid(user), password, client)
             if handler.required_role == "admin" and not caller.is_admin:
                 raise HttpError(403, f"{caller.jid} is not an admin: this resource needs the admin role")
 
@@ -256,7 +258,7 @@ class AccessLogger(AbstractAccessLogger):
     """method, path, status, time: never the query string (it may carry ``api-key``) or headers."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time_taken: float) -> None:
-        self.logger.info("%s %s %s %d %.1fms", request.remote, request.method, request.path,
+        self.logger.info("%s %s %s %d %.1fms", request.get(CLIENT_KEY) or request.remote, request.method, request.path,
                          response.status, time_taken * 1000)
 
     @property

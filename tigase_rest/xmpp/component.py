@@ -60,6 +60,7 @@ class ComponentLink:
         self._supervisor: asyncio.Task | None = None
         self._setup_callbacks: list[Callable[[ComponentXMPP], None]] = []
         self.connects = 0  # successful handshakes, for tests and logs
+        self._failing = False  # the current run of failed attempts has been reported
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -74,7 +75,7 @@ class ComponentLink:
             xmpp.register_plugin(plugin)
         xmpp.add_event_handler("session_start", self._on_up)
         xmpp.add_event_handler("disconnected", self._on_down)
-        xmpp.add_event_handler("connection_failed", self._on_down)
+        xmpp.add_event_handler("connection_failed", self._on_connection_failed)
         xmpp.add_event_handler("stream_error", self._on_stream_error)
         self._iqs = xmpp.replies = iqs = IqTracker(xmpp.send_raw, COMPONENT_NS, lambda: self.config.domain,
                                                    c.max_stanza_bytes)
@@ -124,7 +125,10 @@ class ComponentLink:
                 await asyncio.wait_for(self._up.wait(), HANDSHAKE_TIMEOUT)
             except asyncio.TimeoutError:
                 if not self._lost.is_set():
-                    log.warning("No accepted handshake within %ss; dropping the attempt", HANDSHAKE_TIMEOUT)
+                    self._report_failure(
+                        f"no accepted handshake within {HANDSHAKE_TIMEOUT:g} s. Is {c.host}:{c.port} the server's "
+                        f"component port (XEP-0114; Prosody: component_ports, default 5347; ejabberd: an "
+                        f"ejabberd_service listener), not its c2s (5222) or HTTP port? Check xmpp.port")
                     self.xmpp.cancel_connection_attempt()
                     self.xmpp.abort()
                     self._lost.set()
@@ -140,7 +144,31 @@ class ComponentLink:
             log.warning("XMPP link down; reconnecting in %.1fs (attempt %d)", delay, attempt)
             await asyncio.sleep(delay)
 
+    def _on_connection_failed(self, reason) -> None:
+        c = self.config
+        if isinstance(reason, ConnectionRefusedError):
+            detail = (f"connection refused: nothing listens there. Is the XMPP server running, and is {c.port} "
+                      f"its component port (Prosody: component_ports, default 5347; ejabberd: an ejabberd_service "
+                      f"listener)? Check xmpp.host and xmpp.port")
+        elif isinstance(reason, str) and "DNS" in reason:
+            detail = f"the name {c.host!r} does not resolve (DNS). Check xmpp.host"
+        elif isinstance(reason, OSError):
+            detail = f"{reason.strerror or reason}. Check xmpp.host and xmpp.port, and any firewall between"
+        else:
+            detail = f"{reason}. Check xmpp.host and xmpp.port"
+        self._report_failure(detail)
+        self._on_down(reason)
+
+    def _report_failure(self, detail: str) -> None:
+        """The first failed attempt of a run is a warning naming host, port and the likely fix;
+        the repeats are debug lines (the reconnect warnings say that it goes on)."""
+        c = self.config
+        message = "Cannot connect component %s to the XMPP server at %s:%s: %s"
+        log.log(logging.DEBUG if self._failing else logging.WARNING, message, c.component_jid, c.host, c.port, detail)
+        self._failing = True
+
     def _on_up(self, _event) -> None:
+        self._failing = False
         self.connects += 1
         log.info("Component %s connected (handshake accepted)", self.config.component_jid)
         self._up.set()
@@ -154,9 +182,25 @@ class ComponentLink:
         self._fail_pending(errors.link_down())
 
     def _on_stream_error(self, error) -> None:
+        c = self.config
+        if not self.connected and error["condition"] in ("host-unknown", "invalid-namespace", "bad-namespace-prefix",
+                                                         "improper-addressing", "not-well-formed"):
+            # Before the handshake: Prosody's and ejabberd's c2s ports answer a component stream so.
+            self._report_failure(
+                f"the server said {error['condition']} ({error['text'] or 'no text'}). Either xmpp.port {c.port} is "
+                f"not its component port (a c2s port answers so; Prosody: component_ports, default 5347), or it has "
+                f"no component block for {c.component_jid}: check xmpp.port and xmpp.component_jid")
+            self._on_down(error["condition"])  # no need to wait for the handshake timeout
+            if self.xmpp is not None:
+                self.xmpp.abort()
+            return
         hint = ""
         if error["condition"] in ("not-authorized", "host-unknown"):
             hint = " (check xmpp.secret, xmpp.component_jid and the server's component block)"
+        elif error["condition"] in ("invalid-namespace", "bad-namespace-prefix", "unsupported-stanza-type",
+                                    "not-well-formed", "improper-addressing"):
+            hint = (f" (is {self.config.host}:{self.config.port} the server's component port? A c2s port "
+                    "refuses component streams: check xmpp.port)")
         log.error("Stream error from the server: %s %s%s", error["condition"], error["text"], hint)
 
     def _fail_pending(self, error: errors.HttpError) -> None:
