@@ -65,3 +65,10 @@ def test_no_module_reaches_back_into_the_app():
                     or (module.lstrip(".") in ("", "tigase_rest") and "app" in names):
                 offenders.append(str(path.relative_to(REPO)))
     assert offenders == []
+
+
+def test_test_modules_have_unique_basenames():
+    """pytest imports test modules by basename (rootdir import mode): two test_x.py in different
+    folders stop the whole run at collection."""
+    names = [p.name for p in (REPO / "tests").rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
