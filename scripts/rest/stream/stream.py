@@ -24,12 +24,15 @@ class Stream(Handler):
     decode_content = False
     description = {
         "regex": "/[{to-jid}]",
+        "parameters": {"to-jid": "Replaces the stanza's 'to'"},
         "POST": {
             "info": "Send any XMPP stanza",
             "description": "The body is one stanza (message, presence or iq), UTF-8 XML. A JID after /stream/ "
                            "replaces its 'to'. Without 'from' the component's JID is used. An iq without 'from' "
                            "returns the reply stanza; anything else returns 200 with an empty body.",
             "example": EXAMPLE,
+            "request": {"media": {"application/xml": {"$ref": "#/components/schemas/Stanza"}}},
+            "response": {"media": {"application/xml": {"type": "string", "description": "The IQ reply, or empty"}}},
         },
     }
 
