@@ -73,7 +73,7 @@ def render_index(routes: "RouteTable", config: "Config", request) -> str:
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>tigase-rest API</title>",
         f"<style>{STYLE}</style>",
-        f"<link rel='stylesheet' href='{prefix}/static/console.css'>",
+        f"<link rel='icon' href='data:,'><link rel='stylesheet' href='{prefix}/static/console.css'>",
         f"<script src='{prefix}/static/console.js' defer></script></head><body>",
         f"<h1>tigase-rest {escape(__version__)}: REST API for {escape(config.xmpp.domain)}</h1>",
         "<p>Send JSON or XML. The answer's format follows the request's <code>Content-Type</code>, then the "

@@ -161,6 +161,11 @@ class RestServer:
                 # The log has the whole reason; the client gets it without internal addresses.
                 log.warning("%s %s -> %d %s%s", request.method, request.path, e.status, e.reason,
                             f" ({e.detail})" if e.detail else "")
+            if e.status == 401 and "X-Requested-With" in request.headers:
+                # A script in a browser (the console) handles the 401 itself: no Basic challenge,
+                # which would open the browser's own login dialog (and stall a headless one).
+                e = HttpError(401, e.reason, condition=e.condition, text=e.text,
+                              headers={k: v for k, v in e.headers.items() if k != "WWW-Authenticate"})
             return error_response(public(e), fmt)
         except web.HTTPRequestEntityTooLarge:
             # A chunked body (no Content-Length) over the limit, found while reading it.

@@ -30,7 +30,8 @@
   }
 
   function headers(extra) {
-    const h = Object.assign({ Accept: "application/json" }, extra || {});
+    // X-Requested-With: a 401 comes without a Basic challenge (no browser login dialog).
+    const h = Object.assign({ Accept: "application/json", "X-Requested-With": "tigase-rest-console" }, extra || {});
     const key = $("c-key").value.trim();
     if (key) h["Api-Key"] = key;
     const jid = $("c-jid").value.trim();
@@ -229,9 +230,14 @@
   async function showAvatar() {
     const img = $("c-avatar-img");
     try {
-      const response = await fetch(base + "/avatar/" + encodeJid($("c-avatar-jid").value.trim()),
+      const response = await fetch(base + "/avatar/" + encodeJid($("c-avatar-jid").value.trim()) + "?type=application/json",
         { headers: headers({ Accept: "image/*" }) });
-      if (!response.ok) throw new Error(response.status + ": " + (await response.text()));
+      if (!response.ok) {
+        const text = await response.text();
+        let reason = text;
+        try { reason = JSON.parse(text).error.reason; } catch (e) { /* not JSON */ }
+        throw new Error(response.status + ": " + reason);
+      }
       if (img.src) URL.revokeObjectURL(img.src);
       img.src = URL.createObjectURL(await response.blob());
       img.hidden = false;
