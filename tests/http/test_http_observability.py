@@ -79,3 +79,22 @@ def test_json_lines_are_redacted_and_carry_the_request_id():
     assert first["request_id"] == "r1" and first["level"] == "WARNING" and first["logger"] == "test.json"
     assert "sup3r-secret" not in stream.getvalue() and "YWJjOmRlZg" not in stream.getvalue()
     assert "request_id" not in second and "ValueError" in second["exception"]
+
+
+async def test_grafana_dashboard_uses_only_exported_metrics(api):
+    import re
+    from fakes import REPO
+
+    text = await (await api.get("/metrics")).text()
+    exported = set(re.findall(r"^# TYPE (\w+)", text, re.M))
+    counters = {name + "_total" for name in re.findall(r"^# TYPE (\w+) counter", text, re.M)}
+    histograms = {name + "_bucket" for name in re.findall(r"^# TYPE (\w+) histogram", text, re.M)}
+    dashboard = json.loads((REPO / "etc" / "grafana-dashboard.json").read_text())
+    used = {name for panel in dashboard["panels"] for target in panel["targets"]
+            for name in re.findall(r"\b((?:tigase_rest|process)_\w+)\{", target["expr"])}
+    component_side = {"tigase_rest_iq_round_trips_total", "tigase_rest_iq_duration_seconds_bucket",
+                      "tigase_rest_xmpp_link_up", "tigase_rest_xmpp_link_reconnects_total",
+                      "tigase_rest_caller_logins_total", "tigase_rest_caller_sessions", "tigase_rest_iq_pending",
+                      "tigase_rest_user_statuses", "tigase_rest_handler_scripts", "process_cpu_seconds_total",
+                      "process_resident_memory_bytes"}  # added by app.serve's collectors (checked on Prosody)
+    assert used - component_side <= exported | counters | histograms, used

@@ -94,6 +94,12 @@ async def test_metrics_move_with_the_traffic_sent(component, xmpp_client):
     labels = {v for (_, pairs) in after for (_, v) in pairs}
     assert not [v for v in labels if "@" in v or "/rest" in v or "test-key" in v]
 
+    # every metric the Grafana dashboard (etc/) queries is exported
+    dashboard = json.loads((REPO / "etc" / "grafana-dashboard.json").read_text())
+    used = {name for panel in dashboard["panels"] for target in panel["targets"]
+            for name in re.findall(r"\b((?:tigase_rest|process)_\w+)\{", target["expr"])}
+    assert used and used <= {name for name, _ in after}, used - {name for name, _ in after}
+
     # limited logins are counted too (max_failures wrong passwords, then the limiter)
     for _ in range(6):
         await call(component, "GET", "/rest/adhoc/localhost", auth=basic("test@localhost", "wrong"))
