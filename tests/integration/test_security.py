@@ -406,7 +406,7 @@ async def test_c2s_login_without_tls_fails_closed(component_factory, prosody, mo
 
 
 async def test_a_5xx_does_not_show_the_xmpp_servers_internal_address(component_factory, prosody):
-    from tigase_rest.devtools.prosody import free_port
+    from tools.prosody import free_port
 
     closed = free_port()  # nothing listens there
     component = component_factory(xmpp={"c2s_port": closed, "c2s_tls": "none"})
