@@ -7,5 +7,6 @@ from setuptools import find_packages, setup
 setup(
     packages=find_packages(include=["tigase_rest", "tigase_rest.*"]) + ["tigase_rest.scripts"],
     package_dir={"tigase_rest.scripts": "scripts/rest"},
-    package_data={"tigase_rest.scripts": ["*/*.py"], "tigase_rest": ["config.example.toml"]},
+    package_data={"tigase_rest.scripts": ["*/*.py"], "tigase_rest": ["config.example.toml"],
+                  "tigase_rest.http": ["static/*.js", "static/*.css"]},  # the console on the index page
 )

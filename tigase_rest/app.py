@@ -35,6 +35,7 @@ from .features.webhooks.store import QueueStore
 from .http.auth import ApiKeyChecker
 from .http.server import Current, RestServer
 from .loader import RouteTable, routes_for
+from .metrics import ComponentCollector, Metrics
 from .service import Parts
 from .xmpp import commands
 from .xmpp.component import ComponentLink
@@ -174,7 +175,9 @@ async def serve(config: Config, config_path: Path | None = None,
         if not await link.wait_connected(STARTUP_LINK_WAIT):
             log.warning("XMPP link not up after %ss; serving HTTP anyway (503 until it connects)", STARTUP_LINK_WAIT)
 
-        rest = RestServer(reloader.get, pool.authenticate, parts)
+        metrics = Metrics(config.metrics.allow, process=True)  # per process: never the library's global registry
+        rest = RestServer(reloader.get, pool.authenticate, parts, metrics)
+        metrics.add(ComponentCollector(link, pool, statuses, lambda: reloader.current.routes, lambda: rest.server))
         runner = web.ServerRunner(rest.web_server(), handle_signals=False,
                                   shutdown_timeout=x.iq_timeout + 5)
         await runner.setup()
@@ -209,5 +212,5 @@ def https_context(config: Config) -> ssl.SSLContext | None:
 
 
 def run(config: Config, config_path: Path | None = None) -> int:
-    redactor = logs.setup(config.log.level, secrets_of(config))
+    redactor = logs.setup(config.log.level, secrets_of(config), config.log.format)
     return asyncio.run(serve(config, config_path, redactor))

@@ -40,6 +40,8 @@ class ApiKey:
     domains: tuple[str, ...] = ()
     paths: tuple[str, ...] = ()
     methods: tuple[str, ...] = ()  # upper case, e.g. ("GET",): a read-only key cannot PUT (not in Tigase)
+    # What logs and metrics call the key (never the key itself); empty: a fingerprint of it.
+    name: str = ""
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,17 @@ WEBHOOK_URL_FIELDS = ("kind", "type", "to", "from")
 @dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
+    # "text" (one line per record) or "json" (one JSON object per line, for log shippers).
+    format: str = "text"
+
+
+LOG_FORMATS = ("text", "json")
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    # Client addresses (CIDRs) that may read GET /metrics; anyone else gets 403.
+    allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
 
 
 @dataclass(frozen=True)
@@ -156,6 +169,7 @@ class Config:
     presence: PresenceConfig = field(default_factory=PresenceConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     base_dir: Path = Path(".")  # the config file's folder: relative paths were resolved against it
 
     @property
@@ -173,7 +187,8 @@ class Config:
 
 
 SECTIONS = {"xmpp": XmppConfig, "http": HttpConfig, "auth": AuthConfig, "storage": StorageConfig,
-            "presence": PresenceConfig, "webhooks": WebhooksConfig, "log": LogConfig}
+            "presence": PresenceConfig, "webhooks": WebhooksConfig, "log": LogConfig,
+            "metrics": MetricsConfig}
 
 
 def load(path: str | os.PathLike | None, env: Mapping[str, str] | None = None) -> Config:
@@ -303,7 +318,7 @@ def _api_keys(value: Any) -> tuple[ApiKey, ...]:
             continue
         if not isinstance(item, dict) or not isinstance(item.get("key"), str) or not item["key"]:
             raise ConfigError(f"auth.api_keys[{i}] must be a string or a table with a non-empty 'key'")
-        extra = set(item) - {"key", "domains", "paths", "methods"}
+        extra = set(item) - {"key", "domains", "paths", "methods", "name"}
         if extra:
             raise ConfigError(f"auth.api_keys[{i}]: unknown key {sorted(extra)[0]!r}")
         domains = _strings(item.get("domains", ()), f"auth.api_keys[{i}].domains")
@@ -317,7 +332,10 @@ def _api_keys(value: Any) -> tuple[ApiKey, ...]:
         for m in methods:
             if not re.fullmatch(r"[A-Z]+", m):
                 raise ConfigError(f"auth.api_keys[{i}].methods: {m!r} is not an HTTP method like GET or PUT")
-        keys.append(ApiKey(item["key"], domains, paths, methods))
+        name = item.get("name", "")
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9._-]{0,64}", name):
+            raise ConfigError(f"auth.api_keys[{i}].name must be up to 64 letters, digits, '.', '_' or '-'")
+        keys.append(ApiKey(item["key"], domains, paths, methods, name))
     return tuple(keys)
 
 
@@ -399,6 +417,13 @@ def validate(cfg: Config) -> None:
         if "@" not in jid or "/" in jid:
             raise ConfigError(f"auth.admins: {jid!r} is not a bare JID")
     _validate_webhooks(cfg.webhooks)
+    if cfg.log.format not in LOG_FORMATS:
+        raise ConfigError(f"log.format must be text or json, not {cfg.log.format!r}")
+    for cidr in cfg.metrics.allow:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise ConfigError(f"metrics.allow: {cidr!r} is not an address or CIDR like 10.0.0.0/8") from None
     if cfg.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"log.level must be debug, info, warning or error, not {cfg.log.level!r}")
 

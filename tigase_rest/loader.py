@@ -14,6 +14,7 @@ A script that fails to import is logged with its path and skipped; the others st
 
 from __future__ import annotations
 
+import functools
 import importlib.machinery
 import importlib.resources
 import importlib.util
@@ -46,6 +47,11 @@ class Route:
     @property
     def path_pattern(self) -> str:
         return f"/{self.folder}{self.handler.regex}"
+
+    @functools.cached_property
+    def label(self) -> str:
+        """The route's name in metrics and logs: ``folder/Class`` (bounded, unlike paths)."""
+        return f"{self.folder}/{type(self.handler).__name__}"
 
 
 @dataclass

@@ -1,13 +1,24 @@
 """Logging setup. Secrets never reach a log line: a filter on the handler redacts the configured
 secrets and API keys, SASL payloads and component handshakes in slixmpp's debug stanza dumps,
-Authorization headers, and the values of ``text-private`` data form fields."""
+Authorization headers, and the values of ``text-private`` data form fields.
+
+Two formats (``[log] format``): ``text``, one line per record, and ``json``, one JSON object per
+line. Every record made while a request is handled carries its request id (``REQUEST_ID``, a
+context variable the HTTP server sets; tasks started by the request inherit it)."""
 
 from __future__ import annotations
 
+import contextvars
+import datetime
+import json
 import logging
 import re
 import sys
 from typing import Any
+
+#: The id of the HTTP request being handled ("-" outside one); set by the HTTP server.
+REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
 
 REDACTED = "[redacted]"
 
@@ -51,11 +62,50 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def setup(level: str, secrets: list[str] | tuple[str, ...] = ()) -> RedactingFilter:
+class RequestIdFilter(logging.Filter):
+    """Gives every record ``request_id``: the one passed in ``extra``, else the current request's."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            record.request_id = REQUEST_ID.get()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time (UTC, ISO 8601), level, logger, message, request_id when in a
+    request, the fields of ``extra={"http": {...}}`` (the access log's), exception when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc)
+            .isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        request_id = getattr(record, "request_id", "-")
+        if request_id != "-":
+            data["request_id"] = request_id
+        http = getattr(record, "http", None)
+        if http:
+            data.update(http)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            data["exception"] = record.exc_text
+        return json.dumps(data, ensure_ascii=False, default=str)
+
+
+def formatter(fmt: str) -> logging.Formatter:
+    return JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT)
+
+
+def setup(level: str, secrets: list[str] | tuple[str, ...] = (), fmt: str = "text") -> RedactingFilter:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(formatter(fmt))
     redactor = RedactingFilter(secrets)
     handler.addFilter(redactor)
+    handler.addFilter(RequestIdFilter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

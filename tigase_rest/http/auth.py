@@ -9,6 +9,7 @@ and ``open_access = true`` disables keys entirely. Keys are compared in constant
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
 import re
 
@@ -26,24 +27,36 @@ def request_api_key(request: web.BaseRequest) -> str | None:
     return request.headers.get("Api-Key") or request.query.get("api-key") or None
 
 
+def key_label(key: ApiKey) -> str:
+    """What logs and metrics call a key: its ``name``, else the first 8 hex digits of its sha256
+    (enough to tell keys apart, useless to recover one)."""
+    return key.name or hashlib.sha256(key.key.encode()).hexdigest()[:8]
+
+
 class ApiKeyChecker:
     def __init__(self, config: AuthConfig):
         self.open_access = config.open_access
         self.keys = [(k, [re.compile(p) for p in k.paths]) for k in config.api_keys if k.key != OPEN_ACCESS_KEY]
         open_keys = [k for k in config.api_keys if k.key == OPEN_ACCESS_KEY]
         self.open_key = (open_keys[0], [re.compile(p) for p in open_keys[0].paths]) if open_keys else None
+        self.labels = {k.key: key_label(k) for k in config.api_keys}
 
     def check(self, request: web.BaseRequest) -> bool:
         """True when the request carries a valid key (or access is open); raises 403 otherwise."""
+        return self.check_key(request) is not None
+
+    def check_key(self, request: web.BaseRequest) -> ApiKey | None:
+        """The valid key the request carries, None when it needs none (open access, the
+        ``open_access`` key); raises 403 otherwise."""
         if self.open_access:
-            return False
+            return None
         given = request_api_key(request)
         host = request_host(request)
         path = request.path  # from the request target, as the host of an absolute-form target
         method = request.method
         if given is None:
             if self.open_key and _allows(self.open_key, host, path) and _allows_method(self.open_key[0], method):
-                return False
+                return None
             raise HttpError(403, "Missing required 'Api-Key' header (or 'api-key' query parameter)")
         matched = None
         for entry in self.keys:
@@ -56,7 +69,7 @@ class ApiKeyChecker:
         if not _allows_method(matched[0], method):
             raise HttpError(403, f"Provided Api-Key is not authorized to use {method} on {path} "
                                  f"(only {', '.join(matched[0].methods)})")
-        return True
+        return matched[0]
 
 
 def request_host(request: web.BaseRequest) -> str:

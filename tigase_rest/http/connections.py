@@ -32,10 +32,30 @@ _FULL = (b"HTTP/1.1 503 Service Unavailable\r\nServer: " + SERVER_NAME.encode() 
          b"Retry-After: 1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
 
 
+class RequestInfo:
+    """What the access log and the metrics need to know of a request beyond aiohttp's request:
+    set by ``RestServer`` as the request goes (handler label, caller JID, API key name)."""
+
+    __slots__ = ("request_id", "handler", "caller", "key")
+
+    def __init__(self, request_id: str):
+        self.request_id = request_id
+        self.handler = "unknown"  # the route's folder/Class, or index, metrics, ...: a bounded label
+        self.caller = "-"
+        self.key = "-"
+
+
+# The request's RequestInfo, in the request's mapping (a typed key where aiohttp has them).
+INFO: Any = web.RequestKey("tigase_rest_info", RequestInfo) if hasattr(web, "RequestKey") else "tigase_rest_info"
+
+
 class Request(web.BaseRequest):
     async def _prepare_hook(self, response: web.StreamResponse) -> None:
         # Called for every response before its headers go out, also for aiohttp's own 400/500 pages.
         response.headers["Server"] = SERVER_NAME
+        info = self._state.get(INFO)
+        if info is not None:
+            response.headers["X-Request-Id"] = info.request_id
         await super()._prepare_hook(response)
 
 

@@ -7,9 +7,45 @@ No API key or login is needed to read it; it shows no secrets.
 from __future__ import annotations
 
 from html import escape
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import __version__
+
+STATIC_DIR = Path(__file__).with_name("static")
+# Served under <context>/static/ (shipped in the wheel: setup.cfg package_data).
+STATIC_FILES = {p.name: p for p in sorted(STATIC_DIR.glob("*")) if p.suffix in (".js", ".css")}
+# The page runs only its own script: no inline script, no other origin.
+CSP = "default-src 'self'; img-src 'self' blob: data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'"
+
+CONSOLE = """
+<section id="console" data-base="{prefix}">
+<h2>Console</h2>
+<p>Calls this API from the page with your API key and login (nothing is stored).</p>
+<fieldset><legend>Credentials</legend>
+<div><label for="c-key">API key</label><input type="text" id="c-key" autocomplete="off"></div>
+<div><label for="c-jid">Login (bare JID)</label><input type="text" id="c-jid" placeholder="admin@{domain}" autocomplete="username"></div>
+<div><label for="c-password">Password</label><input type="password" id="c-password" autocomplete="current-password"></div>
+</fieldset>
+<fieldset><legend>Ad-hoc commands</legend>
+<div><label for="c-target">Commands of</label><input type="text" id="c-target" value="{domain}">
+<button type="button" id="c-list">List</button></div>
+<ul id="c-commands"></ul>
+<div id="c-form"></div>
+</fieldset>
+<fieldset><legend>Send a stanza (admin)</legend>
+<textarea id="c-stanza">&lt;message xmlns="jabber:client" type="chat" to="user@{domain}"&gt;&lt;body&gt;Hello&lt;/body&gt;&lt;/message&gt;</textarea>
+<button type="button" id="c-send">Send</button>
+<pre id="c-stanza-result"></pre>
+</fieldset>
+<fieldset><legend>Avatar</legend>
+<label for="c-avatar-jid">User JID</label><input type="text" id="c-avatar-jid" placeholder="user@{domain}">
+<button type="button" id="c-avatar-get">Show</button>
+<img id="c-avatar-img" alt="avatar" hidden>
+</fieldset>
+<p id="c-status" role="status"></p>
+</section>
+"""
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -33,15 +69,22 @@ pre { background: #f5f5f5; padding: .6em; overflow-x: auto; }
 
 def render_index(routes: "RouteTable", config: "Config", request, health: dict | None = None) -> str:
     base = f"{request.scheme}://{request.host}{config.http.prefix}"
+    prefix = escape(config.http.prefix)
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>tigase-rest API</title>",
-        f"<style>{STYLE}</style></head><body>",
+        f"<style>{STYLE}</style>",
+        f"<link rel='icon' href='data:,'><link rel='stylesheet' href='{prefix}/static/console.css'>",
+        f"<script src='{prefix}/static/console.js' defer></script></head><body>",
         f"<h1>tigase-rest {escape(__version__)}: REST API for {escape(config.xmpp.domain)}</h1>",
         "<p>Send JSON or XML. The answer's format follows the request's <code>Content-Type</code>, then the "
         "<code>type</code> parameter (<code>?type=application/json</code>), then <code>Accept</code>; XML otherwise. "
         "Most endpoints need an API key (<code>Api-Key</code> header or <code>api-key</code> parameter); "
         "endpoints with a role need HTTP Basic auth with a bare JID and its XMPP password. "
-        "A method not listed for a path answers 404, as in Tigase. Errors carry their reason in the body.</p>",
+        "A method not listed for a path answers 404, as in Tigase. Errors carry their reason in the body. "
+        f"The same description as an OpenAPI 3.1 document: <a href='{prefix}/openapi.json'>{prefix}/openapi.json</a>. "
+        "Operations: <a href='/livez'>/livez</a>, <a href='/readyz'>/readyz</a>, <code>/metrics</code>.</p>",
+        CONSOLE.replace("{prefix}", prefix).replace("{domain}", escape(config.xmpp.domain)),
+        "<h2>Reference</h2>",
     ]
     parts.extend(_webhooks(config, health or {}))
     for folder, folder_routes in sorted(routes.by_folder.items()):

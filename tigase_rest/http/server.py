@@ -8,9 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
+import json
 import logging
+import os
+import re
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiohttp import HttpVersion11, web
@@ -24,17 +30,27 @@ from ..config import Config
 from ..errors import HttpError, challenge, public
 from ..handlers import Result, build_args
 from ..loader import RouteTable
+from ..logs import REQUEST_ID
+from ..metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from ..metrics import HttpStats, Metrics
 from ..service import Parts, Service
 from ..xmpp.sessions import Caller
 from .auth import ApiKeyChecker, basic_credentials, caller_jid, request_api_key
-from .connections import HttpServer, Request
-from .index import render_index
+from .connections import INFO, HttpServer, Request, RequestInfo
+from .index import CSP, STATIC_FILES, render_index
+from .openapi import openapi_document
 from .proxies import CLIENT_KEY, client_address
 
 log = logging.getLogger(__name__)
 
 # A handler that returns without answering gets this long beyond the IQ timeout to call back.
 CALLBACK_GRACE = 5.0
+
+# X-Request-Id from the client is kept when it is this short and plain; else one is made up.
+_CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@+=/-]{1,64}").fullmatch
+_REQUEST_IDS = itertools.count(1)
+_REQUEST_ID_PREFIX = secrets.token_hex(4)  # ids stay unique across restarts and instances
+_NO_INFO = RequestInfo("-")  # written to by requests that did not come through handle() (tests)
 
 
 @dataclass(frozen=True)
@@ -58,27 +74,54 @@ class RestServer:
     What the Application did that we need is done here: the three URL spaces (index, API,
     outside), ``Expect: 100-continue``, and the body size limit (``make_request``)."""
 
-    def __init__(self, current: Callable[[], Current], authenticate: Authenticate, parts: Parts):
+    def __init__(self, current: Callable[[], Current], authenticate: Authenticate, parts: Parts,
+                 metrics: Metrics | None = None):
         self.current = current
         self.authenticate = authenticate
         self.parts = parts
+        self.metrics = metrics or Metrics(current().config.metrics.allow)
+        self.server: HttpServer | None = None  # the one web_server() made, for the connection gauges
+        # Outside the context path, no API key or login: probes and metrics.
+        self._outside: dict[str, tuple[str, Callable[[Current, web.BaseRequest], web.StreamResponse]]] = {
+            "/metrics": ("metrics", self._metrics), "/livez": ("livez", _livez), "/readyz": ("readyz", self._readyz)}
+        # Under the context path, served when no script route matches: the document and the console.
+        self._extras: dict[str, tuple[str, Callable[[Current, web.BaseRequest], web.StreamResponse]]] = {
+            "/openapi.json": ("openapi", _openapi),
+            **{f"/static/{name}": ("static", _static(path)) for name, path in STATIC_FILES.items()}}
+        self._openapi_cache: tuple[object, bytes] | None = None
 
     def server_kwargs(self) -> dict[str, Any]:
         """Arguments for ``web.Server`` (or aiohttp's ``RawTestServer``)."""
-        return {"request_factory": self.make_request, "access_log_class": AccessLogger,
+        access_log = type("AccessLogger", (AccessLogger,), {"stats": self.metrics.http})
+        return {"request_factory": self.make_request, "access_log_class": access_log,
                 "keepalive_timeout": self.current().config.http.keepalive_timeout}
 
     def web_server(self) -> HttpServer:
         """The aiohttp server to run: connections bounded in number and in the time a head may take."""
         http = self.current().config.http  # [http] changes need a restart
-        return HttpServer(self.handle, header_timeout=http.header_timeout, max_connections=http.max_connections,
-                          **self.server_kwargs())
+        self.server = HttpServer(self.handle, header_timeout=http.header_timeout,
+                                 max_connections=http.max_connections, **self.server_kwargs())
+        return self.server
 
     def make_request(self, message, payload, protocol, writer, task) -> web.BaseRequest:
         return Request(message, payload, protocol, writer, task, asyncio.get_running_loop(),
                        client_max_size=self.current().config.http.max_body_bytes)
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        # The request id: in every log line of this request (a context variable: tasks it starts
+        # inherit it), in the access log and metrics (RequestInfo), and in the response's
+        # X-Request-Id (set by Request._prepare_hook, also on responses a handler prepared itself).
+        request_id = request.headers.get("X-Request-Id")
+        if request_id is None or _CLIENT_REQUEST_ID(request_id) is None:
+            request_id = f"{_REQUEST_ID_PREFIX}-{next(_REQUEST_IDS):x}"
+        info = request[INFO] = RequestInfo(request_id)
+        token = REQUEST_ID.set(request_id)
+        try:
+            return await self._route(request, info)
+        finally:
+            REQUEST_ID.reset(token)
+
+    async def _route(self, request: web.BaseRequest, info: RequestInfo) -> web.StreamResponse:
         current = self.current()
         ctx = current.config.http.prefix
         path = request.path
@@ -87,11 +130,28 @@ class RestServer:
             refused = await _expect(request, expect)
             if refused is not None:
                 return refused
+        outside = self._outside.get(path)
+        if outside is not None and request.method in ("GET", "HEAD"):
+            info.handler = outside[0]
+            return outside[1](current, request)
         if len(path) > len(ctx) + 1 and path.startswith(ctx + "/"):
             return await self.dispatch(current, request)
         if request.method in ("GET", "HEAD") and path in (ctx or "/", ctx + "/"):
+            info.handler = "index"
             return index(current, request, self.parts.health())
         return outside_context(current.config, request)
+
+    def _metrics(self, current: Current, request: web.BaseRequest) -> web.StreamResponse:
+        if not self.metrics.allowed(request.remote):
+            return error_response(HttpError(403, "Your address may not read the metrics ([metrics] allow)"),
+                                  negotiated_format(request))
+        return web.Response(body=self.metrics.render(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+    def _readyz(self, current: Current, request: web.BaseRequest) -> web.StreamResponse:
+        ready, report = readiness(current, self.parts)
+        return web.Response(status=200 if ready else 503, text=json.dumps(report),
+                            headers={"Content-Type": "application/json; charset=utf-8",
+                                     "Cache-Control": "no-store", **({} if ready else {"Retry-After": "5"})})
 
     async def dispatch(self, current: Current, request: web.BaseRequest) -> web.StreamResponse:
         fmt = negotiated_format(request)
@@ -102,6 +162,11 @@ class RestServer:
                 # The log has the whole reason; the client gets it without internal addresses.
                 log.warning("%s %s -> %d %s%s", request.method, request.path, e.status, e.reason,
                             f" ({e.detail})" if e.detail else "")
+            if e.status == 401 and "X-Requested-With" in request.headers:
+                # A script in a browser (the console) handles the 401 itself: no Basic challenge,
+                # which would open the browser's own login dialog (and stall a headless one).
+                e = HttpError(401, e.reason, condition=e.condition, text=e.text,
+                              headers={k: v for k, v in e.headers.items() if k != "WWW-Authenticate"})
             return error_response(public(e), fmt)
         except web.HTTPRequestEntityTooLarge:
             # A chunked body (no Content-Length) over the limit, found while reading it.
@@ -123,10 +188,16 @@ class RestServer:
         config = current.config
         request[CLIENT_KEY] = client = client_address(request, config.http.trusted_proxies)
         path = request.path[len(config.http.prefix):]
+        info = request.get(INFO) or _NO_INFO
         resolved = current.routes.resolve(path, request.method)
         if resolved is None:
+            extra = self._extras.get(path)
+            if extra is not None and request.method in ("GET", "HEAD"):
+                info.handler = extra[0]
+                return extra[1](current, request)
             raise HttpError(404, f"No handler for {request.path}")
         route, groups = resolved
+        info.handler = route.label
         handler = route.handler
         func = handler.exec_for(request.method)
         if func is None:
@@ -134,13 +205,16 @@ class RestServer:
             raise HttpError(404, f"{request.method} is not supported on {request.path} "
                                  f"(supported: {', '.join(current.routes.methods_at(path))})")
 
-        key_ok = False
+        key = None
         if handler.api_key:
             # Tigase 2.x (authRequired): where a key replaces the login, a login replaces a missing key too.
             key_optional = handler.api_key_replaces_login and request_api_key(request) is None \
                 and basic_credentials(request) is not None
             if not key_optional:
-                key_ok = current.api_keys.check(request)
+                key = current.api_keys.check_key(request)  # 403 for a wrong key; None: open access
+        key_ok = key is not None
+        if key is not None:
+            info.key = current.api_keys.labels[key.key]
 
         caller = password = None
         if handler.required_role and not (handler.api_key_replaces_login and key_ok):
@@ -150,6 +224,7 @@ class RestServer:
                                 headers=challenge())
             user, password = credentials
             caller = await self.authenticate(caller_jid(user), password, client)
+            info.caller = caller.jid
             if handler.required_role == "admin" and not caller.is_admin:
                 raise HttpError(403, f"{caller.jid} is not an admin: this resource needs the admin role")
 
@@ -218,7 +293,8 @@ def error_response(error: HttpError, fmt: str) -> web.Response:
 
 def index(current: Current, request: web.BaseRequest, health: dict | None = None) -> web.Response:
     html = render_index(current.routes, current.config, request, health)
-    return web.Response(text=html, content_type="text/html", charset="utf-8")
+    return web.Response(text=html, content_type="text/html", charset="utf-8",
+                        headers={"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff"})
 
 
 def outside_context(config: Config, request: web.BaseRequest) -> web.Response:
@@ -255,12 +331,76 @@ async def render_result(result: Any, request: web.BaseRequest, fmt: str) -> web.
 
 
 class AccessLogger(AbstractAccessLogger):
-    """method, path, status, time: never the query string (it may carry ``api-key``) or headers."""
+    """One line per request, and its count and latency in the metrics.
+
+    The line: client address, method, path, status, time, bytes, caller JID and API key name
+    (``-`` when none), request id; never the query string (it may carry ``api-key``), headers or
+    the key itself. ``RestServer.server_kwargs`` gives each server a subclass with its ``stats``."""
+
+    stats: HttpStats | None = None
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time_taken: float) -> None:
-        self.logger.info("%s %s %s %d %.1fms", request.get(CLIENT_KEY) or request.remote, request.method, request.path,
-                         response.status, time_taken * 1000)
+        info: RequestInfo = request.get(INFO) or _NO_INFO
+        status = response.status
+        if self.stats is not None:
+            self.stats.observe(info.handler, request.method, status, time_taken)
+        if not self.logger.isEnabledFor(logging.INFO):
+            return
+        ms = round(time_taken * 1000, 1)
+        size = response.body_length
+        client = request.get(CLIENT_KEY) or request.remote
+        self.logger.info("%s %s %s %d %.1fms %dB caller=%s key=%s", client, request.method, request.path,
+                         status, ms, size, info.caller, info.key, extra={
+                             "request_id": info.request_id,
+                             "http": {"method": request.method, "path": request.path, "status": status,
+                                      "duration_ms": ms, "bytes": size, "caller": info.caller, "key": info.key,
+                                      "client": client, "handler": info.handler}})
 
     @property
     def enabled(self) -> bool:
-        return self.logger.isEnabledFor(logging.INFO)
+        return True  # the metrics count every request; log() checks the log level itself
+
+
+def _livez(current: Current, request: web.BaseRequest) -> web.Response:
+    """The process serves HTTP (its event loop turns): nothing else is checked."""
+    return web.Response(text='{"status": "live"}', headers={"Content-Type": "application/json; charset=utf-8",
+                                                            "Cache-Control": "no-store"})
+
+
+def readiness(current: Current, parts: Parts) -> tuple[bool, dict[str, Any]]:
+    """Ready to take traffic: the XMPP link is up, handlers are loaded, data_dir is writable.
+    Scripts that failed to load are counted but do not make the instance unready: the others serve
+    (a broken custom script after a reload must not take every instance out of the balancer)."""
+    routes = current.routes
+    checks = {
+        "xmpp_link": "up" if parts.link.connected else "down",
+        "handlers": "loaded" if routes.by_folder else "none loaded",
+        "data_dir": "writable" if _writable(current.config.data_path) else "not writable",
+    }
+    not_ready = [name for name, state in checks.items() if state not in ("up", "loaded", "writable")]
+    report: dict[str, Any] = {"status": "ready" if not not_ready else "not ready: " + ", ".join(
+        f"{name} {checks[name]}" for name in not_ready), **checks, "failed_scripts": len(routes.errors)}
+    return not not_ready, report
+
+
+def _writable(path: Path) -> bool:
+    """The folder, or the first existing one it would be created in, can be written."""
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return path.is_dir() and os.access(path, os.W_OK | os.X_OK)
+
+
+def _openapi(current: Current, request: web.BaseRequest) -> web.Response:
+    text = openapi_document(current.routes, current.config)
+    return web.Response(body=text, headers={"Content-Type": "application/json; charset=utf-8"})
+
+
+STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
+                ".png": "image/png", ".svg": "image/svg+xml", ".html": "text/html; charset=utf-8"}
+
+
+def _static(path: Path) -> Callable[[Current, web.BaseRequest], web.Response]:
+    body = path.read_bytes()
+    headers = {"Content-Type": STATIC_TYPES.get(path.suffix, "application/octet-stream"),
+               "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+    return lambda current, request: web.Response(body=body, headers=headers)

@@ -18,7 +18,7 @@ from slixmpp import ComponentXMPP
 
 from .. import errors
 from ..config import XmppConfig
-from .iq import IqTracker
+from .iq import IqStats, IqTracker
 from .stanzas import COMPONENT_NS
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ class ComponentLink:
         self._setup_callbacks: list[Callable[[ComponentXMPP], None]] = []
         self.connects = 0  # successful handshakes, for tests and logs
         self._failing = False  # the current run of failed attempts has been reported
+        self.iq_stats = IqStats()  # IQ round trips over the link, for /metrics
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -79,6 +80,7 @@ class ComponentLink:
         xmpp.add_event_handler("stream_error", self._on_stream_error)
         self._iqs = xmpp.replies = iqs = IqTracker(xmpp.send_raw, COMPONENT_NS, lambda: self.config.domain,
                                                    c.max_stanza_bytes)
+        iqs.stats = self.iq_stats
         if not hasattr(ComponentXMPP, "_spawn_event"):
             # A slixmpp that no longer calls _spawn_event: replies are matched in a filter instead
             # (else every other stanza would be offered to the tracker twice).

@@ -31,6 +31,7 @@ from slixmpp.jid import JID
 from .. import errors
 from ..config import Config
 from .c2s import ClientStream, SessionClosed
+from .iq import IqStats
 from .login import AuthFailed
 
 log = logging.getLogger(__name__)
@@ -151,6 +152,9 @@ class CallerPool:
         self._ssl_context = ssl.create_default_context(cafile=config.xmpp.c2s_ca_file or None)
         self._sweeper: asyncio.Task | None = None
         self.logins = 0  # real SASL logins done, for tests and benchmarks
+        # Basic-auth checks that needed a login, by outcome (ok, failed, limited): for /metrics.
+        self.login_outcomes: collections.Counter[str] = collections.Counter()
+        self.iq_stats = IqStats()  # IQ round trips over every caller session, for /metrics
 
     def apply(self, config: Config) -> None:
         """A reloaded configuration: [auth] takes effect for the next request (limits included)."""
@@ -203,11 +207,11 @@ class CallerPool:
             # address reach the server at most max_failures times). A success stops counting.
             limit = self.config.auth.max_failures
             if self._attempts[bare] + self.jid_failures.count(bare) >= limit:
-                raise errors.HttpError(429, "Too many logins in progress for this JID; retry in 1 s",
-                                       headers={"Retry-After": "1"})
+                raise self._limited(bare, remote, errors.HttpError(
+                    429, "Too many logins in progress for this JID; retry in 1 s", headers={"Retry-After": "1"}))
             if self._addr_attempts[remote] + self.addr_failures.count(remote) >= limit:
-                raise errors.HttpError(429, "Too many logins in progress from this address; retry in 1 s",
-                                       headers={"Retry-After": "1"})
+                raise self._limited(bare, remote, errors.HttpError(
+                    429, "Too many logins in progress from this address; retry in 1 s", headers={"Retry-After": "1"}))
             self._attempts[bare] += 1
             self._addr_attempts[remote] += 1
             running = asyncio.ensure_future(self._verify(jid, password, remote))
@@ -221,9 +225,19 @@ class CallerPool:
                         del counter[k]
             running.add_done_callback(done)
         try:
-            return await asyncio.shield(running)
+            caller = await asyncio.shield(running)
         except AuthFailed:
+            self.login_outcomes["failed"] += 1
+            # Stable wording: fail2ban's filter in the README matches it (tests/integration/test_observability.py).
+            log.warning("Login failed for %s from %s", bare, remote or "-")
             raise errors.HttpError(401, f"Invalid credentials for {bare}", headers=errors.challenge()) from None
+        self.login_outcomes["ok"] += 1
+        return caller
+
+    def _limited(self, bare: str, remote: str, error: errors.HttpError) -> errors.HttpError:
+        self.login_outcomes["limited"] += 1
+        log.warning("Login limited for %s from %s: %s", bare, remote or "-", error.reason)
+        return error
 
     def forget(self, jid: str) -> None:
         """Drop ``jid``'s cached credential and pooled session: its next request logs in again.
@@ -247,8 +261,9 @@ class CallerPool:
         for limiter, key, what in ((self.jid_failures, bare, "this JID"), (self.addr_failures, remote, "this address")):
             wait = limiter.retry_after(key)
             if wait > 0:
-                raise errors.HttpError(429, f"Too many failed logins for {what}; retry in {int(wait) + 1} s",
-                                       headers={"Retry-After": str(int(wait) + 1)})
+                raise self._limited(bare, remote, errors.HttpError(
+                    429, f"Too many failed logins for {what}; retry in {int(wait) + 1} s",
+                    headers={"Retry-After": str(int(wait) + 1)}))
 
     async def _verify(self, jid: JID, password: str, remote: str) -> Caller:
         bare = str(jid)
@@ -293,6 +308,7 @@ class CallerPool:
         session = CallerSession(self.config, JID(bare), self._ssl_context)
         await session.login(password, self.config.xmpp.iq_timeout)
         self.logins += 1
+        session.iqs.stats = self.iq_stats
         old = self._sessions.pop(bare, None)
         if old is not None:
             old.retire()

@@ -25,10 +25,12 @@ class AdHocCommands(Handler):
     required_role = "user"
     description = {
         "regex": "/{jid}",
+        "parameters": {"jid": "The entity whose commands to list or run: a domain, user@domain or user@domain/resource"},
         "GET": {
             "info": "List the ad-hoc commands of a JID",
             "description": "Commands the JID offers to you (XEP-0050 disco#items), as {items: [{jid, node, name}]}.",
             "example": LIST_EXAMPLE,
+            "response": "CommandList",
         },
         "POST": {
             "info": "Get a command's form, or execute it",
@@ -39,6 +41,8 @@ class AdHocCommands(Handler):
                            "On bosh@{domain}, node pre-bind-bosh-session (fields from, hold, wait) pre-binds "
                            "a BOSH session and answers from, hostname, rid, sid, hold and wait.",
             "example": RUN_EXAMPLE,
+            "request": "CommandRequest",
+            "response": "CommandResult",
         },
     }
 

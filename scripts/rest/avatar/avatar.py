@@ -44,7 +44,9 @@ class AvatarGet(Handler):
     regex = REGEX
     decode_content = False
     description = {
-        "regex": "/{user-jid}[/avatar|vcard4|vcard-temp]",
+        "regex": "/{user-jid}[/{source}]",
+        "parameters": {"user-jid": "The user's bare JID (user@domain)",
+                       "source": {"description": "Read only this source", "enum": ["avatar", "vcard4", "vcard-temp"]}},
         "GET": {
             "info": "Get a user's avatar image",
             "description": "The image with its content type. Without a source: PEP (XEP-0084), then vCard4, then "
@@ -53,6 +55,8 @@ class AvatarGet(Handler):
                            "PEP and vCard4 nodes that are not public are read through XEP-0356 privileged IQs "
                            "(pubsub, vcard-4.0, vcard-temp get) when the server grants them.",
             "example": GET_EXAMPLE,
+            "response": {"media": {"image/*": {"type": "string", "format": "binary"}}},
+            "statuses": {"302": "The avatar is a link: Location", "304": "Not modified (If-None-Match)"},
         },
     }
 
@@ -72,6 +76,7 @@ class AvatarPutNoAuth(Handler):
     decode_content = False
     description = {
         "regex": "/{user-jid}",
+        "parameters": {"user-jid": "The user's bare JID (user@domain)"},
         "PUT": {
             "info": "Set a user's avatar",
             "description": "The body is the image (Content-Type image/*). It becomes the user's vcard-temp PHOTO, "
@@ -80,6 +85,8 @@ class AvatarPutNoAuth(Handler):
                            "log in as an admin. Needs the XEP-0356 vcard-temp get and set privileges. "
                            "Answers {user: {jid, hash}}.",
             "example": PUT_EXAMPLE,
+            "request": {"media": {"image/*": {"type": "string", "format": "binary"}}},
+            "response": "AvatarSet",
         },
     }
 

@@ -16,6 +16,8 @@ class Health(Handler):
             "description": "200 when the XMPP link is up, 503 when it is down. Counts IQs waiting for a reply "
                            "and pooled caller sessions.",
             "example": "curl -H 'Api-Key: KEY' '{base}/health?type=application/json'",
+            "response": "Health",
+            "statuses": {"503": "The XMPP link is down (the same body, Retry-After)"},
         },
     }
 

@@ -34,6 +34,7 @@ class Stream(Handler):
     decode_content = False
     description = {
         "regex": "/[{to-jid}]",
+        "parameters": {"to-jid": "Replaces the stanza's 'to'"},
         "POST": {
             "info": "Send any XMPP stanza (XML, JSON or text)",
             "description": "The body is one stanza (message, presence or iq): UTF-8 XML; or JSON in Prosody "
@@ -45,6 +46,8 @@ class Stream(Handler):
                            "'from' or from a bot returns the reply stanza, as JSON when the request was JSON; "
                            "anything else returns 200 with an empty body.",
             "example": EXAMPLE,
+            "request": {"media": {"application/xml": {"$ref": "#/components/schemas/Stanza"}}},
+            "response": {"media": {"application/xml": {"type": "string", "description": "The IQ reply, or empty"}}},
         },
     }
 

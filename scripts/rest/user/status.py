@@ -24,6 +24,8 @@ class UserStatus(Handler):
     api_key_replaces_login = True
     description = {
         "regex": "/{user-jid}/status[/{resource}]",
+        "parameters": {"user-jid": "The user's bare JID (user@domain)",
+                       "resource": "The resource the presence comes from (default tigase-external)"},
         "POST": {
             "info": "Set the presence a user shows while offline",
             "description": "Body (JSON or XML, flat or in a <command> root): available (true|false, default "
@@ -36,6 +38,8 @@ class UserStatus(Handler):
                            "priority, show, status, success, contacts, reason?}}. 404 when the server says the user "
                            "has no account; 409 past [presence] max_statuses_per_user (10) or max_statuses.",
             "example": EXAMPLE,
+            "request": "StatusRequest",
+            "response": "StatusResult",
         },
     }
 

@@ -238,6 +238,11 @@ class ExternalStatuses:
                     # link stays up; the other statuses and contacts still get theirs.
                     log.warning("Status of %s/%s not sent to %s: %s", user, resource, to, e.reason)
 
+    @property
+    def count(self) -> int:
+        """Statuses stored, every user's resources together (for /metrics)."""
+        return sum(len(resources) for resources in self._loaded().values())
+
     def _loaded(self) -> dict[str, dict[str, Status]]:
         if self._statuses is None:
             self._statuses = self.store.load()
