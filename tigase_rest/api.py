@@ -46,8 +46,9 @@ from .handlers import Handler, Result
 from .service import Service
 from .xmpp.forms import (
     accounts_changed_by, command_iq, command_result, commands_list, disco_commands_iq, parse_command_request,
-    raise_for_note,
+    raise_for_note, tigase_shape,
 )
+from .xmpp import tigase_compat
 from .xmpp.stanzas import (
     CLIENT_NS, COMPONENT_NS, STANZA_NAMES, error_of, parse_bare_jid, parse_jid, raise_for_error, renamespace,
     serialize, split_tag,
@@ -64,6 +65,8 @@ __all__ = [
     # XEP-0050 ad-hoc commands and XEP-0004 forms
     "command_iq", "command_result", "commands_list", "disco_commands_iq", "parse_command_request",
     "accounts_changed_by", "raise_for_note",
+    # http.tigase_compat: Tigase's answer shapes and its sess-man@/vhost-man@ entities
+    "tigase_shape", "tigase_compat",
     # features
     "avatar_request", "AvatarImage", "AvatarLink", "AvatarNotModified", "etag", "etag_matches",
     "DEFAULT_RESOURCE", "Status", "parse_status", "check_status_resource", "UserChange", "parse_user",

@@ -183,9 +183,17 @@ def _scalar(value: Any) -> str:
     return NOT_XML_CHAR.sub("\ufffd", escape(str(value))).replace("\r", "&#13;")
 
 
+class RepeatedElements(list):
+    """A list written in XML as one element per item, each with the key's name (Tigase's
+    ``<value>a</value><value>b</value>``) instead of ``<item>`` children; JSON: a plain list."""
+
+
 def _write(name: str, value: Any, out: list[str]) -> None:
     if value is None or value == "" or value == {} or value == []:
         out.append(f"<{name}/>")
+    elif isinstance(value, RepeatedElements):
+        for child in value:
+            _write(name, child, out)
     elif isinstance(value, dict):
         out.append(f"<{name}>")
         for key, child in value.items():

@@ -89,6 +89,10 @@ class HttpConfig:
     # Native HTTPS (both or neither): PEM certificate chain and its private key.
     tls_cert: str = ""
     tls_key: str = ""
+    # Tigase's exact answer shapes for migrating clients (README "Tigase compatibility mode"): ad-hoc
+    # results without our additions, repeated <value> elements, sess-man@ / vhost-man@ {domain}
+    # routed to the server's own XEP-0133 commands. Off: our documented shapes.
+    tigase_compat: bool = False
 
     @property
     def prefix(self) -> str:

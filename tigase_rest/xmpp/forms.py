@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 from xml.etree.ElementTree import Element, SubElement
 
-from ..coding import check_xml_text, local_name
+from ..coding import RepeatedElements, check_xml_text, local_name
 from ..errors import HttpError
 from .stanzas import parse_bare_jid
 
@@ -189,6 +189,32 @@ def command_result(jid: str, node: str, reply: Element) -> dict:
         if len(notes) > 1:
             result["notes"] = notes
     return {"command": result}
+
+
+# What Tigase's AdHoc script answers (tigase-behaviour.md 2.1): no sessionid, status, actions or
+# form type; fields carry only var, label, type, value and options.
+TIGASE_COMMAND_KEYS = ("jid", "node", "fields", "title", "instructions", "note", "reported", "roster")
+TIGASE_FIELD_KEYS = ("var", "label", "type", "value", "options")
+
+
+def tigase_shape(result: dict, *, type_in_label: bool = False) -> dict:
+    """``command_result``'s answer in Tigase's exact shape (``http.tigase_compat``): our additions
+    dropped, a list value written in XML as repeated ``<value>`` elements (the reference's examples).
+    ``type_in_label``: the field's type given as its ``label``, as Tigase's own commands send it
+    (pre-bind-bosh-session, get-active-users in the reference)."""
+    command = result.get("command", {})
+    shaped = {k: command[k] for k in TIGASE_COMMAND_KEYS if k in command}
+    fields = []
+    for field in shaped.get("fields", []):
+        out = {k: field[k] for k in TIGASE_FIELD_KEYS if k in field}
+        if type_in_label and "type" in out:
+            out["label"] = out.pop("type")
+            out = {k: out[k] for k in TIGASE_FIELD_KEYS if k in out}
+        if isinstance(out.get("value"), list):
+            out["value"] = RepeatedElements(out["value"])
+        fields.append(out)
+    shaped["fields"] = fields
+    return {"command": shaped}
 
 
 def raise_for_note(reply: Element, who: str) -> Element:

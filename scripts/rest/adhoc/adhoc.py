@@ -6,11 +6,15 @@ the command's form; POST with ``fields`` executes it. ``sessionid`` and ``action
 multi-stage commands. XMPP errors become HTTP statuses with the condition and text in the body
 (Tigase: a bare 404); a command whose ``<note type="error">`` reports a failure is 422 with the note
 (Tigase: 200). The command may also be named as an attribute: ``<command node="uptime"/>``.
+
+With ``[http] tigase_compat = true`` the answers take Tigase's exact shape (``tigase_shape``) and
+``sess-man@{domain}`` / ``vhost-man@{domain}`` are answered by the server's own XEP-0133 commands at
+``{domain}`` (``tigase_compat``: Tigase's node names mapped to the server's).
 """
 
 from tigase_rest.api import (
     Handler, HttpError, accounts_changed_by, command_iq, command_result, commands_list, disco_commands_iq,
-    parse_command_request, parse_jid, raise_for_error, raise_for_note,
+    parse_command_request, parse_jid, raise_for_error, raise_for_note, tigase_compat, tigase_shape,
 )
 
 LIST_EXAMPLE = "curl -u admin@example.com:password -H 'Api-Key: KEY' '{base}/adhoc/example.com?type=application/json'"
@@ -50,6 +54,13 @@ class AdHocCommands(Handler):
         jid = target(local, domain, resource)
         if jid == bosh_jid(service):
             return service.bosh.commands_list(jid)
+        alias = compat_alias(service, jid)
+        if alias:
+            kind, server = alias
+            reply = None
+            if kind == tigase_compat.SESS_MAN:
+                reply = raise_for_error(await service.caller_request(disco_commands_iq(server)), server)
+            return tigase_compat.commands_list(kind, jid, reply)
         reply = await service.caller_request(disco_commands_iq(jid))
         return commands_list(raise_for_error(reply, jid))
 
@@ -61,9 +72,19 @@ class AdHocCommands(Handler):
                 raise HttpError(404, f"{jid} has no command {request['node']!r}, only {service.bosh.NODE!r}",
                                 condition="item-not-found")
             login, password = service.caller_credentials()
-            return await service.bosh.execute(jid, request, login, password, service.is_admin(login))
-        reply = await service.caller_request(command_iq(jid, request))
-        result = command_result(jid, request["node"], raise_for_note(raise_for_error(reply, jid), jid))
+            result = await service.bosh.execute(jid, request, login, password, service.is_admin(login))
+            return tigase_shape(result, type_in_label=True) if compat(service) else result
+        alias = compat_alias(service, jid)
+        if alias:
+            async def run(to, command):
+                return raise_for_error(await service.caller_request(command_iq(to, command)), to)
+
+            result = await tigase_compat.execute(run, alias[0], jid, alias[1], request)
+        else:
+            reply = await service.caller_request(command_iq(jid, request))
+            result = command_result(jid, request["node"], raise_for_note(raise_for_error(reply, jid), jid))
+            if compat(service):
+                result = tigase_shape(result)
         # A changed password or a deleted account: the old credential must not stay cached.
         service.forget_credentials(accounts_changed_by(request))
         return result
@@ -72,6 +93,15 @@ class AdHocCommands(Handler):
 def bosh_jid(service):
     """Tigase's BOSH component, served by this component itself: no such entity on other servers."""
     return f"bosh@{service.domain}"
+
+
+def compat(service):
+    return service.config.http.tigase_compat
+
+
+def compat_alias(service, jid):
+    """(sess-man|vhost-man, domain) in Tigase compatibility mode, else None."""
+    return tigase_compat.alias_of(jid) if compat(service) else None
 
 
 def target(local, domain, resource):

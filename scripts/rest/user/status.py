@@ -50,4 +50,7 @@ class UserStatus(Handler):
         full = parse_jid(f"{bare}/{check_status_resource(resource or DEFAULT_RESOURCE)}", "the URL's resource")
         status = parse_status(content)
         outcome = await service.statuses.set(str(bare), full.resource, status)
-        return outcome.as_data()
+        data = outcome.as_data()
+        if service.config.http.tigase_compat:  # Tigase's keys only: no contacts, no reason
+            data["status"] = {k: v for k, v in data["status"].items() if k not in ("contacts", "reason")}
+        return data
