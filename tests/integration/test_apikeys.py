@@ -107,6 +107,9 @@ async def test_admin_manages_a_key_over_xep_0050(component_factory, xmpp_client,
                                       "removed with a command; edit the config file and reload (SIGHUP)")
     refused = await command(admin, "api-key-update", {"api-key": "test-key", "paths": ["/rest/health"]})
     assert note(refused)[0] == "error" and "in the configuration" in note(refused)[1]
+    over_rest = await call(component, "POST", "/rest/adhoc/http.localhost?type=application/json",
+                           body={"command": {"node": "api-key-remove", "fields": [{"var": "api-key", "value": "test-key"}]}})
+    assert over_rest.status == 422 and "in the configuration" in over_rest.text
     assert (await call(component, "POST", "/rest/stream/", body=STANZA,
                        headers={"Content-Type": "application/xml"})).status == 200  # test-key, unlimited
 
@@ -164,6 +167,14 @@ async def test_bootstrap_key_works_until_a_key_is_added(component_factory):
     assert await status(component, "/rest/health", "provisioned-key-0123456789") == 200
     assert await status(component, "/rest/health", BOOT) == 403  # another key exists now
     assert await status(component, "/rest/avatar/alice@localhost", "provisioned-key-0123456789") == 403  # its paths
+    again = await call(component, "POST", "/rest/adhoc/http.localhost", auth=ADMIN,
+                       headers={"Api-Key": "provisioned-key-0123456789"},
+                       body={"command": {"node": "api-key-add", "fields": [
+                           {"var": "api-key", "value": "provisioned-key-0123456789"}]}})
+    assert again.status == 403  # /rest/adhoc is outside the key's paths
+    again = await call(component, "POST", "/rest/adhoc/http.localhost", auth=ADMIN, headers={"Api-Key": BOOT},
+                       body={"command": {"node": "api-key-list"}})
+    assert again.status == 403  # nor the bootstrap key, now
     log = component.log_text()
     assert "the only API key" in log and BOOT not in log and "provisioned-key-0123456789" not in log
 
