@@ -17,6 +17,7 @@ import signal
 import ssl
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -25,6 +26,10 @@ from . import config as config_mod
 from . import logs
 from .config import Config
 from .features.accounts.service import Accounts
+from .features.apikeys import commands as apikey_commands
+from .features.apikeys.service import ApiKeys
+from .features.apikeys.store import STORE_NAME as APIKEYS_NAME
+from .features.apikeys.store import ApiKeyStore, StoreError
 from .features.avatar.service import Avatars
 from .features.bosh import BoshPrebinding
 from .features.presence.service import ExternalStatuses
@@ -52,11 +57,20 @@ class Reloader:
     applied to the caller pool and the log redaction too. In-flight requests keep the old one."""
 
     def __init__(self, current: Current, config_path: Path | None, pool: CallerPool,
-                 redactor: logs.RedactingFilter | None):
+                 redactor: logs.RedactingFilter | None,
+                 make_checker: Callable[[Config], ApiKeyChecker] = lambda c: ApiKeyChecker(c.auth),
+                 more_secrets: Callable[[], list[str]] = lambda: []):
         self.current = current
         self.config_path = config_path
         self.pool = pool
         self.redactor = redactor
+        self.make_checker = make_checker  # the config's keys beside the stored ones
+        self.more_secrets = more_secrets  # the stored API keys
+
+    def redact(self) -> None:
+        """The log redaction learns the running config's secrets and the stored keys."""
+        if self.redactor is not None:
+            self.redactor.secrets = logs.RedactingFilter(secrets_of(self.current.config) + self.more_secrets()).secrets
 
     def get(self) -> Current:
         return self.current
@@ -80,10 +94,9 @@ class Reloader:
                     config, auth=fresh.auth,
                     http=dataclasses.replace(config.http, **{k: getattr(fresh.http, k) for k in RELOADABLE_HTTP}))
                 self.pool.apply(config)
-                if self.redactor is not None:
-                    self.redactor.secrets = logs.RedactingFilter(secrets_of(config)).secrets
                 log.info("Reload: applied %s", ", ".join(applied) if applied else "no config changes")
-        self.current = Current(config, routes_for(config), ApiKeyChecker(config.auth))
+        self.current = Current(config, routes_for(config), self.make_checker(config))
+        self.redact()
         log.info("Reload: handler scripts reloaded (%d handlers, %d scripts failed)",
                  len(self.current.routes.routes()), len(self.current.routes.errors))
         return self.current.routes
@@ -109,7 +122,9 @@ def changed_keys(old: Config, new: Config) -> tuple[list[str], list[str]]:
 
 
 def secrets_of(config: Config) -> list[str]:
-    return [config.xmpp.secret, *([config.webhooks.secret] if config.webhooks.secret else []), *(k.key for k in config.auth.api_keys if k.key != "open_access")]
+    return [config.xmpp.secret, *([config.webhooks.secret] if config.webhooks.secret else []),
+            *([config.bootstrap_api_key] if config.bootstrap_api_key else []),
+            *(k.key for k in config.auth.api_keys if k.key != "open_access")]
 
 
 def health_counters(link: ComponentLink, pool: CallerPool, reloader: Reloader, started: float,
@@ -147,8 +162,22 @@ async def serve(config: Config, config_path: Path | None = None,
         if config.webhooks.url:
             webhooks = Webhooks(config.webhooks, x.component_jid, x.domain, link, privileges,
                                 QueueStore(config.data_path / QUEUE_NAME), x.max_stanza_bytes)
-        reloader = Reloader(Current(config, routes_for(config), ApiKeyChecker(config.auth)),
-                            config_path, pool, redactor)
+        apikeys = ApiKeys(ApiKeyStore(config.data_path / APIKEYS_NAME),
+                          lambda: reloader.current.config.auth.api_keys, on_change=lambda: reloader.redact())
+        try:
+            apikeys.load()
+        except StoreError as e:
+            log.error("Cannot start: %s", e)
+            return 1
+        stack.callback(apikeys.close)
+
+        def make_checker(c: Config) -> ApiKeyChecker:
+            return ApiKeyChecker(c.auth, apikeys.stored, config.bootstrap_api_key)
+
+        reloader = Reloader(Current(config, routes_for(config), make_checker(config)), config_path, pool, redactor,
+                            make_checker, lambda: [k.key for k in apikeys.stored() if k.key != "open_access"])
+        reloader.redact()
+        log_bootstrap(config, apikeys)
         parts = Parts(link=link, pool=pool, privileges=privileges, statuses=statuses,
                       avatars=Avatars(link, privileges), bosh=BoshPrebinding(x, config.auth.max_prebinds_per_minute),
                       accounts=Accounts(),
@@ -159,7 +188,9 @@ async def serve(config: Config, config_path: Path | None = None,
         link.on_setup(statuses.setup)
         if webhooks is not None:
             link.on_setup(webhooks.setup)
-        link.on_setup(lambda xmpp: commands.register(xmpp, x.component_jid, reloader.is_admin, reloader.reload))
+        link.on_setup(lambda xmpp: commands.register(
+            xmpp, x.component_jid, reloader.is_admin, reloader.reload,
+            lambda forget: apikey_commands.handlers(apikeys, reloader.is_admin, forget)))
 
         # Pushed in start order; unwound in reverse: HTTP, statuses, caller sessions, link.
         link.start()
@@ -200,6 +231,19 @@ async def serve(config: Config, config_path: Path | None = None,
         log.info("Shutting down: HTTP first, then XMPP")
     log.info("Stopped")
     return 0
+
+
+def log_bootstrap(config: Config, apikeys: ApiKeys) -> None:
+    """Say whether TIGASE_REST_BOOTSTRAP_API_KEY works (never its value)."""
+    if not config.bootstrap_api_key:
+        return
+    if config.auth.open_access:
+        log.warning("TIGASE_REST_BOOTSTRAP_API_KEY is set, but auth.open_access = true: no key is needed")
+    elif config.auth.api_keys or apikeys.stored():
+        log.info("TIGASE_REST_BOOTSTRAP_API_KEY is set but not in use: other API keys exist")
+    else:
+        log.warning("TIGASE_REST_BOOTSTRAP_API_KEY is the only API key: add one with the api-key-add command "
+                    "on %s, and the bootstrap key stops working", config.xmpp.component_jid)
 
 
 def https_context(config: Config) -> ssl.SSLContext | None:

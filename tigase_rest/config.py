@@ -22,7 +22,8 @@ from typing import Any, Mapping
 
 ENV_PREFIX = "TIGASE_REST_"
 # TIGASE_REST_* variables that are not config keys (an unknown one is an error, like an unknown key).
-OTHER_ENV: frozenset[str] = frozenset()
+BOOTSTRAP_ENV = f"{ENV_PREFIX}BOOTSTRAP_API_KEY"  # Tigase's HTTP_API_KEY_BOOTSTRAP
+OTHER_ENV: frozenset[str] = frozenset({BOOTSTRAP_ENV})
 # Keys holding a path (or a list of paths): relative ones resolve against the config file's folder.
 PATH_KEYS = {("xmpp", "secret_file"), ("xmpp", "c2s_ca_file"), ("http", "scripts_dir"),
              ("http", "tls_cert"), ("http", "tls_key"), ("storage", "data_dir")}
@@ -175,6 +176,9 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     base_dir: Path = Path(".")  # the config file's folder: relative paths were resolved against it
+    # env TIGASE_REST_BOOTSTRAP_API_KEY: an API key valid only while no other key exists (neither
+    # in [auth] api_keys nor added with the api-key-add command), for unattended provisioning.
+    bootstrap_api_key: str = field(default="", repr=False)
 
     @property
     def c2s_host(self) -> str:
@@ -255,7 +259,7 @@ def from_dict(raw: Mapping[str, Any], env: Mapping[str, str] | None = None, base
         # systemd's StateDirectory= (several are colon separated: the first is ours).
         state = env.get("STATE_DIRECTORY", "").split(":")[0]
         sections["storage"] = dataclasses.replace(sections["storage"], data_dir=state or str(base_dir / "data"))
-    cfg = Config(**sections, base_dir=base_dir)
+    cfg = Config(**sections, base_dir=base_dir, bootstrap_api_key=env.get(BOOTSTRAP_ENV, "").strip())
     cfg = _resolve_secret(cfg)
     validate(cfg)
     return cfg
@@ -420,6 +424,9 @@ def validate(cfg: Config) -> None:
     for jid in a.admins:
         if "@" not in jid or "/" in jid:
             raise ConfigError(f"auth.admins: {jid!r} is not a bare JID")
+    if cfg.bootstrap_api_key == "open_access" or any(not c.isprintable() or c.isspace() for c in cfg.bootstrap_api_key):
+        raise ConfigError(f"{BOOTSTRAP_ENV} must be a key that can be sent in an Api-Key header "
+                          "(no spaces, not 'open_access')")
     _validate_webhooks(cfg.webhooks)
     if cfg.log.format not in LOG_FORMATS:
         raise ConfigError(f"log.format must be text or json, not {cfg.log.format!r}")

@@ -29,8 +29,8 @@ _PATTERNS: list[tuple[re.Pattern[str], Any]] = [
     (re.compile(r"(<field\b[^>]*type=['\"]text-private['\"][^>]*>.*?)(?=</field>)", re.S),
      lambda m: re.sub(r"(<value\b[^>]*>)[^<]*(</value>)", rf"\1{REDACTED}\2", m.group(1))),
     # A submitted form carries no field types: fields whose name says secret are redacted too
-    # (add-user's password, change-user-password's password, tokens).
-    (re.compile(r"(<field\b[^>]*var=['\"][^'\"]*(?:pass|secret|token)[^'\"]*['\"][^>]*>.*?)(?=</field>)", re.S | re.I),
+    # (add-user's password, change-user-password's password, tokens, the api-key commands' keys).
+    (re.compile(r"(<field\b[^>]*var=['\"][^'\"]*(?:pass|secret|token|api-key)[^'\"]*['\"][^>]*>.*?)(?=</field>)", re.S | re.I),
      lambda m: re.sub(r"(<value\b[^>]*>)[^<]*(</value>)", rf"\1{REDACTED}\2", m.group(1))),
     # A header line ("Authorization: Basic x") or a headers mapping's repr ("'Authorization': 'Basic x'").
     (re.compile(r"(Authorization['\"]?:\s*['\"]?\w+\s+)[^\s'\",}]+", re.I), rf"\1{REDACTED}"),

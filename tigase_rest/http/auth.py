@@ -2,8 +2,10 @@
 
 API keys come from the ``Api-Key`` header or the ``api-key`` query parameter. A key may be limited
 to HTTP Host names and to path regexes (full match against the path including the context, as
-Tigase's ApiKeyItem), and to HTTP methods (ours: a read-only key for avatars cannot PUT). A key literally named ``open_access`` is used for requests that carry no key,
-and ``open_access = true`` disables keys entirely. Keys are compared in constant time.
+Tigase's ApiKeyItem), and to HTTP methods (ours: a read-only key for avatars cannot PUT). A key
+literally named ``open_access`` is used for requests that carry no key, and ``open_access = true``
+disables keys entirely. Keys are compared in constant time, over all keys (the config's and those
+added with the ``api-key-add`` command).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import base64
 import hashlib
 import hmac
 import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from aiohttp import web
 from slixmpp.jid import JID
@@ -33,13 +37,64 @@ def key_label(key: ApiKey) -> str:
     return key.name or hashlib.sha256(key.key.encode()).hexdigest()[:8]
 
 
+Entry = tuple[ApiKey, list[re.Pattern]]
+
+
+@dataclass(frozen=True)
+class KeySet:
+    """Keys compiled for checking: built once when the keys change, never per request."""
+
+    keys: tuple[Entry, ...] = ()
+    open_keys: tuple[Entry, ...] = ()  # keys named ``open_access``: for requests without a key
+
+    @classmethod
+    def of(cls, keys: Iterable[ApiKey]) -> KeySet:
+        compiled = [(k, [re.compile(p) for p in k.paths]) for k in keys]
+        return cls(tuple(e for e in compiled if e[0].key != OPEN_ACCESS_KEY),
+                   tuple(e for e in compiled if e[0].key == OPEN_ACCESS_KEY))
+
+    def __bool__(self) -> bool:
+        return bool(self.keys or self.open_keys)
+
+
+EMPTY = KeySet()
+
+
 class ApiKeyChecker:
-    def __init__(self, config: AuthConfig):
+    """The keys of the config (replaced as a whole by a reload) and the keys stored by the
+    ``api-key-*`` commands, with the same rules. ``stored()`` returns the same tuple until the stored
+    keys change (kept in memory by their owner): the merged set is compiled once per change, never
+    per request. ``bootstrap`` (env TIGASE_REST_BOOTSTRAP_API_KEY, Tigase's HTTP_API_KEY_BOOTSTRAP)
+    is a key without limits that is valid only while no other key exists."""
+
+    def __init__(self, config: AuthConfig, stored: Callable[[], tuple[ApiKey, ...]] = lambda: (),
+                 bootstrap: str = ""):
         self.open_access = config.open_access
-        self.keys = [(k, [re.compile(p) for p in k.paths]) for k in config.api_keys if k.key != OPEN_ACCESS_KEY]
         open_keys = [k for k in config.api_keys if k.key == OPEN_ACCESS_KEY]
-        self.open_key = (open_keys[0], [re.compile(p) for p in open_keys[0].paths]) if open_keys else None
-        self.labels = {k.key: key_label(k) for k in config.api_keys}
+        # the config's first open_access key only, as before
+        self.config_keys = tuple(k for k in config.api_keys if k.key != OPEN_ACCESS_KEY) + tuple(open_keys[:1])
+        self.stored = stored
+        self.bootstrap = KeySet.of([ApiKey(bootstrap)]) if bootstrap and bootstrap != OPEN_ACCESS_KEY else EMPTY
+        self._merged_from: tuple[ApiKey, ...] | None = None
+        self._merged = EMPTY
+        self._labels: dict[str, str] = {}
+
+    def keys(self) -> KeySet:
+        """Config keys first, then the stored ones; the bootstrap key when there are none."""
+        stored = self.stored()
+        if stored is not self._merged_from:  # compiled again only when the stored keys changed
+            merged = KeySet.of(self.config_keys + stored)
+            self._merged, self._merged_from = (merged or self.bootstrap), stored
+        return self._merged
+
+    def label(self, key: ApiKey) -> str:
+        """What logs and metrics call ``key`` (memoized: a sha256 per request is avoidable)."""
+        label = self._labels.get(key.key)
+        if label is None:
+            if len(self._labels) > 10_000:  # keys come and go with api-key-add/remove: stay bounded
+                self._labels.clear()
+            label = self._labels[key.key] = key_label(key)
+        return label
 
     def check(self, request: web.BaseRequest) -> bool:
         """True when the request carries a valid key (or access is open); raises 403 otherwise."""
@@ -50,20 +105,22 @@ class ApiKeyChecker:
         ``open_access`` key); raises 403 otherwise."""
         if self.open_access:
             return None
+        keys = self.keys()
         given = request_api_key(request)
         host = request_host(request)
         path = request.path  # from the request target, as the host of an absolute-form target
         method = request.method
         if given is None:
-            if self.open_key and _allows(self.open_key, host, path) and _allows_method(self.open_key[0], method):
+            if any(_allows(e, host, path) and _allows_method(e[0], method) for e in keys.open_keys):
                 return None
             raise HttpError(403, "Missing required 'Api-Key' header (or 'api-key' query parameter)")
         matched = None
-        for entry in self.keys:
+        given_bytes = given.encode("utf-8", "surrogateescape")
+        for entry in keys.keys:
             # compare every key, so the time taken does not tell which key was close
             # surrogateescape: aiohttp keeps undecodable header bytes as surrogates (they never match).
-            if hmac.compare_digest(entry[0].key.encode(), given.encode("utf-8", "surrogateescape")):
-                matched = entry
+            if hmac.compare_digest(entry[0].key.encode(), given_bytes) and matched is None:
+                matched = entry  # a config key wins over a stored key of the same value
         if matched is None or not _allows(matched, host, path):
             raise HttpError(403, f"Provided Api-Key is not authorized to access {path}")
         if not _allows_method(matched[0], method):
@@ -91,7 +148,7 @@ def _host_name(host: str) -> str:
     return host.rsplit(":", 1)[0].lower()
 
 
-def _allows(entry: tuple[ApiKey, list[re.Pattern]], host: str, path: str) -> bool:
+def _allows(entry: Entry, host: str, path: str) -> bool:
     key, patterns = entry
     if key.domains and host not in (d.lower() for d in key.domains):
         return False

@@ -214,7 +214,7 @@ class RestServer:
                 key = current.api_keys.check_key(request)  # 403 for a wrong key; None: open access
         key_ok = key is not None
         if key is not None:
-            info.key = current.api_keys.labels[key.key]
+            info.key = current.api_keys.label(key)
 
         caller = password = None
         if handler.required_role and not (handler.api_key_replaces_login and key_ok):
