@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # The stamp makes `venv` rerun pip only when the package metadata changes.
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: setup.cfg pyproject.toml
+$(VENV)/.installed: setup.cfg setup.py pyproject.toml
 	@if [ ! -x $(PY) ]; then \
 	  $(PYTHON) -m venv $(VENV) || { \
 	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
