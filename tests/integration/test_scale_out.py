@@ -131,6 +131,18 @@ async def test_stream_answers_are_the_same_whichever_instance_serves(deployment)
         await bob.disconnect()
 
 
+async def test_an_iq_from_a_bot_of_one_instance_answers_through_the_other(deployment):
+    """The reply goes to bot@http1.localhost, that is to the first instance, which forwards it to the
+    second (its wire id names the sender): the answer is the same whichever instance serves."""
+    ping = {"kind": "iq", "type": "get", "id": "p1", "to": "localhost", "from": f"bot@{INSTANCES[0]}", "ping": True}
+    answers = []
+    for jid in INSTANCES:
+        answer = await call(deployment.instances[jid], "POST", "/rest/stream/", body=ping)
+        assert answer.status == 200, (jid, answer.text)
+        answers.append(answer.json())
+    assert answers[0] == answers[1] and answers[0]["type"] == "result", answers
+
+
 async def test_a_status_set_through_one_instance_is_withdrawn_through_the_other(deployment):
     one, other = (deployment.instances[jid] for jid in INSTANCES)
     alice = await deployment.client("alice")

@@ -34,7 +34,7 @@ DEFAULT_MAX_STANZA_BYTES = 256 * 1024
 
 class IqTracker:
     def __init__(self, write: Callable[[str], None], namespace: str, own_origin: Callable[[], str],
-                 max_stanza_bytes: int = DEFAULT_MAX_STANZA_BYTES):
+                 max_stanza_bytes: int = DEFAULT_MAX_STANZA_BYTES, prefix: str = ""):
         """``write(text)`` puts serialized XML on the stream. ``own_origin()`` names who answers an IQ
         sent without ``to`` (or a reply without ``from``): the server domain for the component, the
         user's own account for a client session. A stanza over ``max_stanza_bytes`` is refused
@@ -45,7 +45,8 @@ class IqTracker:
         self.max_stanza_bytes = max_stanza_bytes
         self._pending: dict[str, tuple[asyncio.Future, str]] = {}
         self._ids = itertools.count(1)
-        self._prefix = secrets.token_hex(4)
+        # ``prefix``: who sent the request, for a reply that reaches another instance (component.py).
+        self._prefix = prefix + secrets.token_hex(4)
 
     def __len__(self) -> int:
         return len(self._pending)
