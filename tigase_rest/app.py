@@ -33,7 +33,7 @@ from .features.apikeys.store import ApiKeyStore, StoreError
 from .features.avatar.service import Avatars
 from .features.bosh import BoshPrebinding
 from .features.presence.service import ExternalStatuses
-from .features.presence.store import STORE_NAME, StatusStore
+from .features.presence.store import STORE_NAME, PostgresStatusStore, SqliteStatusStore, StatusStore
 from .features.webhooks.service import Webhooks
 from .features.webhooks.store import STORE_NAME as QUEUE_NAME
 from .features.webhooks.store import QueueStore
@@ -42,6 +42,7 @@ from .http.server import Current, RestServer
 from .loader import RouteTable, routes_for
 from .metrics import ComponentCollector, Metrics
 from .service import Parts
+from .storage import Database
 from .xmpp import commands
 from .xmpp.component import ComponentLink
 from .xmpp.privilege import PrivilegeTracker
@@ -124,7 +125,22 @@ def changed_keys(old: Config, new: Config) -> tuple[list[str], list[str]]:
 def secrets_of(config: Config) -> list[str]:
     return [config.xmpp.secret, *([config.webhooks.secret] if config.webhooks.secret else []),
             *([config.bootstrap_api_key] if config.bootstrap_api_key else []),
-            *(k.key for k in config.auth.api_keys if k.key != "open_access")]
+            *(k.key for k in config.auth.api_keys if k.key != "open_access"), *store_secrets(config)]
+
+
+def store_secrets(config: Config) -> list[str]:
+    """The password in ``[storage] url``, as written and percent-decoded."""
+    from urllib.parse import unquote
+
+    password = config_mod.url_password(config.storage.url)
+    return [password, unquote(password)] if password else []
+
+
+def status_store(config: Config, database: Database | None) -> StatusStore:
+    """``[storage] url``: SQLite in data_dir (one instance), or the deployment's PostgreSQL."""
+    if database is not None:
+        return PostgresStatusStore(database, config.xmpp.component_jid)
+    return SqliteStatusStore(config.data_path / STORE_NAME)
 
 
 def health_counters(link: ComponentLink, pool: CallerPool, reloader: Reloader, started: float,
@@ -155,7 +171,8 @@ async def serve(config: Config, config_path: Path | None = None,
         x = config.xmpp
         link = ComponentLink(x, plugins=commands.PLUGINS)
         privileges = PrivilegeTracker(link, x.domain)
-        statuses = ExternalStatuses(link, x.domain, privileges, StatusStore(config.data_path / STORE_NAME),
+        database = Database(config.storage.url) if config.storage.is_postgresql else None
+        statuses = ExternalStatuses(link, x.domain, privileges, status_store(config, database),
                                     config.presence.max_statuses_per_user, config.presence.max_statuses)
         pool = CallerPool(config)
         webhooks = None
@@ -197,6 +214,8 @@ async def serve(config: Config, config_path: Path | None = None,
         stack.push_async_callback(link.stop)
         pool.start()
         stack.push_async_callback(pool.close)
+        if database is not None:
+            stack.push_async_callback(database.close)  # after the statuses (unwound in reverse)
         stack.push_async_callback(statuses.close)
         if webhooks is not None:
             # Started before the link is up: queued messages wait in the workers until it is.

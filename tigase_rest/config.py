@@ -62,6 +62,9 @@ class XmppConfig:
     reconnect_max_delay: float = 30.0
     # No stanza the component writes may be larger: the server would close the whole stream.
     max_stanza_bytes: int = 256 * 1024
+    # The component JIDs of the instances that form one deployment behind a load balancer (this
+    # one's component_jid among them); empty: a single instance. More than one needs storage.url.
+    deployment: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -117,11 +120,22 @@ class AuthConfig:
     max_prebinds_per_minute: int = 10
 
 
+POSTGRESQL_SCHEMES = ("postgresql://", "postgres://")
+
+
 @dataclass(frozen=True)
 class StorageConfig:
     # Where the component keeps state that must survive a restart (external user statuses).
     # Empty: systemd's $STATE_DIRECTORY (StateDirectory=) when set, else "data" next to the config file.
     data_dir: str = ""
+    # Where the state shared by the instances of a deployment lives (external user statuses):
+    # "sqlite" (files in data_dir, one instance) or "postgresql://user:password@host:port/database"
+    # (needs the extra: pip install 'tigase-rest[postgresql]'). The webhook queue stays in data_dir.
+    url: str = "sqlite"
+
+    @property
+    def is_postgresql(self) -> bool:
+        return self.url.startswith(POSTGRESQL_SCHEMES)
 
 
 @dataclass(frozen=True)
@@ -435,6 +449,7 @@ def validate(cfg: Config) -> None:
             ipaddress.ip_network(cidr, strict=False)
         except ValueError:
             raise ConfigError(f"metrics.allow: {cidr!r} is not an address or CIDR like 10.0.0.0/8") from None
+    _validate_scale_out(cfg)
     if cfg.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"log.level must be debug, info, warning or error, not {cfg.log.level!r}")
 
@@ -463,6 +478,38 @@ def _validate_webhooks(w: WebhooksConfig) -> None:
         raise ConfigError("webhooks.timeout and webhooks.retry_for must be > 0 seconds")
     if w.max_queue < 1:
         raise ConfigError("webhooks.max_queue must be >= 1")
+
+
+def _validate_scale_out(cfg: Config) -> None:
+    x, s = cfg.xmpp, cfg.storage
+    if s.url != "sqlite" and not s.is_postgresql:
+        raise ConfigError(f"storage.url must be \"sqlite\" or a URL like postgresql://user:password@host/database, "
+                          f"not {redacted_url(s.url)!r}")
+    if s.is_postgresql:
+        import importlib.util
+
+        if importlib.util.find_spec("asyncpg") is None:
+            raise ConfigError("storage.url is a PostgreSQL URL but its driver is missing: install the extra, "
+                              "pip install 'tigase-rest[postgresql]' (the asyncpg package)")
+    for jid in x.deployment:
+        if not jid or "@" in jid or "/" in jid:
+            raise ConfigError(f"xmpp.deployment: {jid!r} is not a component JID like http1.example.com")
+    if x.deployment and x.component_jid not in x.deployment:
+        raise ConfigError(f"xmpp.deployment lists the component JIDs of the deployment; this instance's "
+                          f"xmpp.component_jid {x.component_jid!r} is not among them")
+    if len(set(x.deployment)) > 1 and not s.is_postgresql:
+        raise ConfigError("xmpp.deployment names several instances: they share the external statuses through "
+                          "PostgreSQL, so set storage.url = \"postgresql://...\" (SQLite files are per instance)")
+
+
+def redacted_url(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (for messages and logs)."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+
+
+def url_password(url: str) -> str | None:
+    match = re.search(r"://[^:/@]*:([^@/]*)@", url)
+    return match.group(1) if match and match.group(1) else None
 
 
 def check_files(cfg: Config) -> None:

@@ -61,6 +61,12 @@ class Service:
         return self.config.xmpp.component_jid
 
     @property
+    def deployment(self) -> tuple[str, ...]:
+        """The component JIDs of every instance of this deployment (``[xmpp] deployment``; this one's
+        alone when empty): a reply to any of them reaches the request that waits for it."""
+        return self.config.xmpp.deployment or (self.config.xmpp.component_jid,)
+
+    @property
     def domain(self) -> str:
         return self.config.xmpp.domain
 

@@ -152,6 +152,10 @@ VirtualHost {domain}
 	modules_enabled = {{ "privilege"; }}
 	-- XEP-0356 (mod_privilege from prosody-modules, urn:xmpp:privilege:2)
 	privileged_entities = {{
+{privileged}	}}
+{components}"""
+
+_PRIVILEGED = """\
 		[{component}] = {{
 			roster = "both";
 			message = "outgoing";
@@ -164,8 +168,9 @@ VirtualHost {domain}
 				["urn:xmpp:ping"] = "get";
 			}};
 		}};
-	}}
+"""
 
+_COMPONENT = """
 Component {component}
 	component_secret = {secret}
 	validate_from_addresses = false  -- lets the component send with from=<user JID>
@@ -204,14 +209,18 @@ class ProsodyServer:
         auth: str = "internal_hashed",
         log_level: str = "info",
         tls: bool = False,
+        more_components: tuple[str, ...] = (),
     ) -> None:
         """``tls=True``: c2s requires STARTTLS with a self-signed certificate for ``domain``
-        (``cert_path``; a client verifies it by using that file as its CA)."""
+        (``cert_path``; a client verifies it by using that file as its CA). ``more_components``:
+        JIDs of further component blocks, configured like ``component_jid`` (same secret, privileges
+        and admin role): the instances of one deployment (README "Scaling out")."""
         self.workdir = Path(workdir).resolve()
         self.domain = domain
         self.component_jid = component_jid
         self.component_secret = component_secret or secrets.token_urlsafe(16)
-        self.admins = tuple(admins) + ((component_jid,) if component_is_admin else ())
+        self.components = (component_jid, *more_components)
+        self.admins = tuple(admins) + (self.components if component_is_admin else ())
         self.auth = auth
         self.log_level = log_level
         self.tls = tls
@@ -260,8 +269,9 @@ class ProsodyServer:
                 auth=_lua_str(self.auth),
                 modules=_lua_list(list(MODULES) + (["tls"] if self.tls else [])),
                 log_level=_lua_str(self.log_level),
-                component=_lua_str(self.component_jid),
-                secret=_lua_str(self.component_secret),
+                privileged="".join(_PRIVILEGED.format(component=_lua_str(c)) for c in self.components),
+                components="".join(_COMPONENT.format(component=_lua_str(c), secret=_lua_str(self.component_secret))
+                                   for c in self.components),
             ),
             encoding="utf-8",
         )

@@ -19,7 +19,7 @@ from tigase_rest.features.accounts.service import Accounts
 from tigase_rest.features.avatar.service import Avatars
 from tigase_rest.features.bosh import BoshPrebinding
 from tigase_rest.features.presence.service import ExternalStatuses
-from tigase_rest.features.presence.store import StatusStore
+from tigase_rest.features.presence.store import SqliteStatusStore
 from tigase_rest.http.auth import ApiKeyChecker
 from tigase_rest.http.server import Current, RestServer
 from tigase_rest.loader import routes_for
@@ -46,7 +46,7 @@ def make_api(aiohttp_client, tmp_path):
         privileges = PrivilegeTracker(link, config.xmpp.domain)
         parts = Parts(
             link=link, pool=pool, privileges=privileges,  # type: ignore[arg-type]
-            statuses=ExternalStatuses(link, config.xmpp.domain, privileges, StatusStore(tmp_path / "statuses.db")),
+            statuses=ExternalStatuses(link, config.xmpp.domain, privileges, SqliteStatusStore(tmp_path / "statuses.db")),
             avatars=Avatars(link, privileges), bosh=BoshPrebinding(config.xmpp), accounts=Accounts(),
             health=lambda: {"xmpp_link": "up" if link.connected else "down"}, stopping=asyncio.Event())
         current = Current(config, routes_for(config), ApiKeyChecker(config.auth))

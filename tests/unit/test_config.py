@@ -371,3 +371,41 @@ def test_cli_check_config_names_the_broken_key(tmp_path):
     assert len(lines) == 1, result.stderr
     assert "xmpp.port" in lines[0]
     assert "Traceback" not in result.stderr
+
+
+# --- scaling out: [storage] url, [xmpp] deployment ----------------------------------------------
+
+
+def test_storage_url_is_sqlite_by_default_or_postgresql():
+    assert load({"xmpp": {"secret": "s"}}).storage.url == "sqlite"
+    cfg = load({"xmpp": {"secret": "s"}}, env={"TIGASE_REST_STORAGE_URL": "postgresql://rest:pw@db/rest"})
+    assert cfg.storage.is_postgresql
+    assert "not 'mysql://rest:***@db/rest'" in error_of({"xmpp": {"secret": "s"}, "storage": {"url": "mysql://rest:pw@db/rest"}})
+
+
+def test_a_postgresql_url_without_its_driver_names_the_extra(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "asyncpg" else real(name, *a))
+    message = error_of({"xmpp": {"secret": "s"}, "storage": {"url": "postgresql://db/rest"}})
+    assert "pip install 'tigase-rest[postgresql]'" in message
+
+
+def test_a_deployment_includes_this_instance_and_shares_a_database():
+    two = ["http1.localhost", "http2.localhost"]
+    assert "is not among them" in error_of({"xmpp": {"secret": "s", "deployment": two}})
+    one = {"secret": "s", "component_jid": "http1.localhost"}
+    assert "set storage.url" in error_of({"xmpp": {**one, "deployment": two}})
+    cfg = load({"xmpp": {**one, "deployment": two}, "storage": {"url": "postgresql://db/rest"}})
+    assert cfg.xmpp.deployment == tuple(two)
+    assert load({"xmpp": {**one, "deployment": ["http1.localhost"]}}).xmpp.deployment == ("http1.localhost",)
+    assert "not a component JID" in error_of({"xmpp": {**one, "deployment": ["bot@http1.localhost"]}})
+
+
+def test_the_database_password_is_redacted():
+    from tigase_rest.app import secrets_of
+
+    cfg = load({"xmpp": {"secret": "s"}, "storage": {"url": "postgresql://rest:p%40ss@db:5432/rest"}})
+    assert {"p%40ss", "p@ss"} <= set(secrets_of(cfg))
+    assert config.redacted_url(cfg.storage.url) == "postgresql://rest:***@db:5432/rest"

@@ -14,7 +14,7 @@ from tigase_rest.errors import HttpError
 from tigase_rest.features.presence.request import Activity, Status, parse_status
 from tigase_rest.features.presence.service import ExternalStatuses, Outcome
 from tigase_rest.features.presence.stanzas import ACTIVITY_NS, GET_USER_ROSTER, RosterError, contacts_in, presence
-from tigase_rest.features.presence.store import StatusStore
+from tigase_rest.features.presence.store import SqliteStatusStore as StatusStore
 from tigase_rest.xmpp.privilege import PrivilegeTracker, Privileges
 
 ROSTER = """<iq xmlns="jabber:component:accept" type="result" from="alice@localhost">
@@ -155,21 +155,24 @@ def test_the_answer_is_tigase_status_object_plus_contacts_and_reason():
 # --- the store ----------------------------------------------------------------------------------
 
 
-def test_store_keeps_statuses_across_instances(tmp_path):
+async def test_store_keeps_statuses_across_instances(tmp_path):
     path = tmp_path / "new" / "dir" / "statuses.sqlite3"
     store = StatusStore(path)
-    store.put("alice@localhost", "a", Status(True, 3, "dnd", "Busy", Activity("working", None, "coding")))
-    store.put("alice@localhost", "b", Status())
-    store.put("alice@localhost", "b", Status(priority=7))  # replaces
-    store.delete("alice@localhost", "a")
-    store.close()
-    assert StatusStore(path).load() == {"alice@localhost": {"b": Status(priority=7)}}
+    await store.put("alice@localhost", "a", Status(True, 3, "dnd", "Busy", Activity("working", None, "coding")))
+    await store.put("alice@localhost", "b", Status())
+    await store.put("alice@localhost", "b", Status(priority=7))  # replaces
+    await store.put("bob@localhost", "b", Status())
+    await store.delete("alice@localhost", "a")
+    await store.close()
+    assert await StatusStore(path).load() == {"alice@localhost": {"b": Status(priority=7)}, "bob@localhost": {"b": Status()}}
+    assert await StatusStore(path).load_user("alice@localhost") == {"b": Status(priority=7)}
+    assert await StatusStore(path).load_user("carol@localhost") == {}
 
 
-def test_store_that_cannot_be_created_is_a_500_with_the_path(tmp_path):
+async def test_store_that_cannot_be_created_is_a_500_with_the_path(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(HttpError) as raised:
-        StatusStore(tmp_path / "file" / "statuses.sqlite3").put("a@b", "r", Status())
+        await StatusStore(tmp_path / "file" / "statuses.sqlite3").put("a@b", "r", Status())
     assert raised.value.status == 500 and "file/statuses.sqlite3" in raised.value.reason
 
 
@@ -218,7 +221,7 @@ async def test_status_goes_to_contacts_and_own_resources_and_is_stored(tmp_path)
     assert link.take() == {("alice@localhost/tigase-external", to, None, "xa")
                            for to in ("bob@localhost", "carol@localhost", "alice@localhost")}
     restarted, _ = manager(tmp_path, {})
-    assert restarted.store.load() == {"alice@localhost": {"tigase-external": Status(show="xa")}}
+    assert await restarted.store.load() == {"alice@localhost": {"tigase-external": Status(show="xa")}}
     await statuses.close()
 
 
@@ -236,7 +239,7 @@ async def test_when_no_roster_can_be_read_nothing_is_sent_or_stored(tmp_path):
                                      "alice@localhost answered forbidden")
     assert "admin command get-user-roster: localhost answered: User does not exist" in outcome.reason
     assert link.asked == ["alice@localhost", "localhost"]
-    assert link.sent == [] and statuses.store.load() == {}
+    assert link.sent == [] and await statuses.store.load() == {}
 
 
 async def test_offline_withdraws_from_contacts_and_store(tmp_path):
@@ -247,7 +250,7 @@ async def test_offline_withdraws_from_contacts_and_store(tmp_path):
     assert (outcome.success, outcome.contacts) == (True, 2)
     assert link.take() == {("alice@localhost/r", to, "unavailable", None)
                            for to in ("bob@localhost", "carol@localhost", "alice@localhost")}
-    assert statuses.store.load() == {}
+    assert await statuses.store.load() == {}
 
 
 async def test_offline_uses_the_last_known_contacts_when_the_roster_fails(tmp_path):
@@ -310,15 +313,15 @@ async def test_every_connect_reads_the_rosters_and_announces_the_stored_statuses
     await statuses.close()
 
 
-def test_rows_that_could_not_be_sent_are_skipped_on_load(tmp_path, caplog):
+async def test_rows_that_could_not_be_sent_are_skipped_on_load(tmp_path, caplog):
     path = tmp_path / "statuses.sqlite3"
     store = StatusStore(path)
-    store.put("alice@localhost", "good", Status(show="xa"))
-    store.put("alice@localhost", "huge", Status(status="x" * 600_000))  # as an older version stored it
-    store.put("bob@localhost", "odd", Status(show="sleeping"))
-    store.put("carol@localhost", "r" * 300, Status())
-    store.close()
-    assert StatusStore(path).load() == {"alice@localhost": {"good": Status(show="xa")}}
+    await store.put("alice@localhost", "good", Status(show="xa"))
+    await store.put("alice@localhost", "huge", Status(status="x" * 600_000))  # as an older version stored it
+    await store.put("bob@localhost", "odd", Status(show="sleeping"))
+    await store.put("carol@localhost", "r" * 300, Status())
+    await store.close()
+    assert await StatusStore(path).load() == {"alice@localhost": {"good": Status(show="xa")}}
     skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
     assert len(skipped) == 3 and any("alice@localhost/huge" in m and "at most 1024" in m for m in skipped)
 
@@ -329,7 +332,7 @@ async def test_a_user_the_server_does_not_know_is_404_and_nothing_is_kept(tmp_pa
     with pytest.raises(HttpError) as e:
         await statuses.set("nobody@localhost", "r", Status(status="spam"))
     assert e.value.status == 404 and "nobody@localhost has no account" in e.value.reason
-    assert link.sent == [] and statuses.store.load() == {} and statuses._contacts == {}
+    assert link.sent == [] and await statuses.store.load() == {} and statuses._contacts == {}
 
 
 async def test_statuses_per_user_and_in_all_are_bounded(tmp_path):
@@ -347,4 +350,4 @@ async def test_statuses_per_user_and_in_all_are_bounded(tmp_path):
     assert e.value.status == 409 and "max_statuses)" in e.value.reason
     await statuses.set("alice@localhost", "b", Status(available=False))  # withdrawing makes room again
     assert (await statuses.set("bob@localhost", "b", Status())).success
-    assert sorted(statuses.store.load()["bob@localhost"]) == ["a", "b"]
+    assert sorted((await statuses.store.load())["bob@localhost"]) == ["a", "b"]

@@ -42,10 +42,12 @@ class _Component(ComponentXMPP):
     our requests is settled without slixmpp building a stanza object and running its handlers."""
 
     replies: IqTracker | None = None
+    forward: Callable[[Element], bool] | None = None
 
     def _spawn_event(self, xml: Element) -> None:
         if self.replies is None or not self.replies.take(xml):
-            super()._spawn_event(xml)
+            if self.forward is None or not self.forward(xml):
+                super()._spawn_event(xml)
 
 
 class ComponentLink:
@@ -79,7 +81,9 @@ class ComponentLink:
         xmpp.add_event_handler("connection_failed", self._on_connection_failed)
         xmpp.add_event_handler("stream_error", self._on_stream_error)
         self._iqs = xmpp.replies = iqs = IqTracker(xmpp.send_raw, COMPONENT_NS, lambda: self.config.domain,
-                                                   c.max_stanza_bytes)
+                                                   c.max_stanza_bytes, prefix=f"{c.component_jid}~")
+        if set(c.deployment) - {c.component_jid}:
+            xmpp.forward = self._forward_to_sibling
         iqs.stats = self.iq_stats
         if not hasattr(ComponentXMPP, "_spawn_event"):
             # A slixmpp that no longer calls _spawn_event: replies are matched in a filter instead
@@ -210,6 +214,23 @@ class ComponentLink:
             self._iqs.fail_all(error)
 
     # --- traffic ----------------------------------------------------------------------------
+
+    def _forward_to_sibling(self, xml: Element) -> bool:
+        """An IQ reply to a request another instance of the deployment sent (its wire id starts with
+        that instance's JID): it reached us because the request's ``from`` was on our domain (e.g. a
+        /rest/stream iq from ``bot@<this instance>`` posted through a sibling). Sent on to the sibling,
+        ``from`` unchanged, so its tracker settles it; True when forwarded."""
+        if not xml.tag.endswith("}iq") or xml.get("type") not in ("result", "error"):
+            return False
+        owner = (xml.get("id") or "").partition("~")[0]
+        if owner == self.config.component_jid or owner not in self.config.deployment:
+            return False
+        xml.set("to", owner)
+        try:
+            self.send(xml)
+        except errors.HttpError as e:
+            log.warning("IQ reply for %s not forwarded: %s", owner, e.reason)
+        return True
 
     @property
     def pending_count(self) -> int:

@@ -59,7 +59,7 @@ class IqStats:
 
 class IqTracker:
     def __init__(self, write: Callable[[str], None], namespace: str, own_origin: Callable[[], str],
-                 max_stanza_bytes: int = DEFAULT_MAX_STANZA_BYTES):
+                 max_stanza_bytes: int = DEFAULT_MAX_STANZA_BYTES, prefix: str = ""):
         """``write(text)`` puts serialized XML on the stream. ``own_origin()`` names who answers an IQ
         sent without ``to`` (or a reply without ``from``): the server domain for the component, the
         user's own account for a client session. A stanza over ``max_stanza_bytes`` is refused
@@ -71,7 +71,8 @@ class IqTracker:
         self._pending: dict[str, tuple[asyncio.Future, str]] = {}
         self.stats: IqStats | None = None  # set by the owner of the stream to count round trips
         self._ids = itertools.count(1)
-        self._prefix = secrets.token_hex(4)
+        # ``prefix``: who sent the request, for a reply that reaches another instance (component.py).
+        self._prefix = prefix + secrets.token_hex(4)
 
     def __len__(self) -> int:
         return len(self._pending)

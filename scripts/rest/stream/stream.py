@@ -65,7 +65,7 @@ class Stream(Handler):
         if name == "iq":
             check_iq(stanza)
             sender = stanza.get("from")
-            if not sender or parse_jid(sender, "the 'from' attribute").domain == service.component_jid:
+            if not sender or parse_jid(sender, "the 'from' attribute").domain in service.deployment:
                 reply = await service.request(stanza)
                 data, content_type = stanza_answer(reply, body_fmt or negotiated_format(request))
                 return Result(data, content_type)

@@ -9,8 +9,16 @@ session's broadcast reaches too. The server keeps no trace of that presence, so 
   admin command ``get-user-roster`` (Prosody; the component must be a server admin);
 - sends the presence again to a contact's resource that comes online: with the XEP-0356
   presence permission the server forwards the users' broadcast presences to the component;
-- sends everything again on every (re)connect of the link, and keeps the statuses in SQLite
-  (``<[storage] data_dir>/statuses.sqlite3``) so they survive a restart of the component.
+- sends everything again on every (re)connect of the link, and keeps the statuses in its store
+  (SQLite, ``<[storage] data_dir>/statuses.sqlite3``; or PostgreSQL) so they survive a restart.
+
+Several instances (``[xmpp] deployment``, README "Scaling out") share one PostgreSQL store: any
+instance may set or withdraw any status (it reads the user's rows from the store first), and every
+instance sends every status: on its own (re)connect, and to a contact's resource that comes online
+(the server forwards that presence to each privileged instance). A contact may thus get the same
+presence once per instance: presence is idempotent (the latest one per full JID counts), so a
+duplicate changes nothing a client shows. An instance learns the others' changes from the store's
+notifications (``StatusStore.watch``), reloading that user's rows and reading their roster.
 
 The server must accept stanzas with a user's ``from`` from the component (Prosody:
 ``validate_from_addresses = false``; ejabberd: ``check_from: false``). Otherwise it closes the
@@ -103,12 +111,13 @@ class ExternalStatuses:
         xmpp.add_event_handler("stream_error", self._on_stream_error)
         xmpp.register_handler(Callback(
             "external statuses: presences", MatchXPath(f"{{{COMPONENT_NS}}}presence"), self._on_presence))
+        self.store.watch(self._changed_elsewhere)
 
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        self.store.close()
+        await self.store.close()
 
     # -- the REST call --
 
@@ -117,7 +126,7 @@ class ExternalStatuses:
         full = f"{user}/{resource}"
         if self._refused:
             return Outcome(full, status, False, reason=self._refused)
-        statuses = self._loaded()
+        statuses = await self._current(user)
         if status.available:
             if resource not in statuses.get(user, {}):
                 self._check_room(user, statuses)  # before the roster read: a refusal costs the server nothing
@@ -132,7 +141,7 @@ class ExternalStatuses:
                 return Outcome(full, status, False, reason=str(e))
             if resource not in statuses.get(user, {}):
                 self._check_room(user, statuses)  # again: other requests may have added some meanwhile
-            self.store.put(user, resource, status)
+            await self.store.put(user, resource, status)
             statuses.setdefault(user, {})[resource] = status
             self._send(user, {resource: status}, contacts | {user})
             return Outcome(full, status, True, len(contacts))
@@ -143,7 +152,7 @@ class ExternalStatuses:
             contacts, reason = await self._refresh(user), None
         except RosterError as e:
             contacts, reason = known or frozenset(), str(e)
-        self._forget(user, resource)
+        await self._forget(user, resource)
         self._send(user, {resource: status}, contacts | {user})
         if reason and known is None:
             return Outcome(full, status, False, reason=reason)
@@ -173,9 +182,9 @@ class ExternalStatuses:
             if e.status == 503:
                 raise
 
-    def _forget(self, user: str, resource: str) -> None:
-        self.store.delete(user, resource)
-        statuses = self._loaded()
+    async def _forget(self, user: str, resource: str) -> None:
+        await self.store.delete(user, resource)
+        statuses = await self._load()
         remaining = statuses.get(user, {})
         remaining.pop(resource, None)
         if not remaining:
@@ -189,7 +198,7 @@ class ExternalStatuses:
         contacts = await self._roster(user)
         gone = self._contacts.get(user, frozenset()) - contacts
         self._contacts[user] = contacts
-        current = self._loaded().get(user, {})
+        current = (self._statuses or {}).get(user, {})
         if gone and current:
             self._send(user, {resource: Status(available=False) for resource in current}, gone)
         return contacts
@@ -240,13 +249,59 @@ class ExternalStatuses:
 
     @property
     def count(self) -> int:
-        """Statuses stored, every user's resources together (for /metrics)."""
-        return sum(len(resources) for resources in self._loaded().values())
+        """Statuses this instance holds, every user's resources together (for /metrics; 0 until loaded)."""
+        return sum(len(resources) for resources in (self._statuses or {}).values())
 
-    def _loaded(self) -> dict[str, dict[str, Status]]:
-        if self._statuses is None:
-            self._statuses = self.store.load()
+    async def _load(self, fresh: bool = False) -> dict[str, dict[str, Status]]:
+        """All statuses (read from the store once; ``fresh``: read again, in place)."""
+        if self._statuses is None or fresh:
+            loaded = await self.store.load()
+            if self._statuses is None:
+                self._statuses = loaded
+            else:
+                self._statuses.clear()
+                self._statuses.update(loaded)
         return self._statuses
+
+    async def _current(self, user: str) -> dict[str, dict[str, Status]]:
+        """All statuses, with ``user``'s read again from a shared store (another instance may have
+        changed them a moment ago; its notification may still be on its way)."""
+        statuses = await self._load()
+        if self.store.shared:
+            self._keep(user, await self.store.load_user(user))
+        return statuses
+
+    def _keep(self, user: str, current: dict[str, Status]) -> None:
+        assert self._statuses is not None
+        if current:
+            self._statuses[user] = current
+        else:
+            self._statuses.pop(user, None)
+            self._contacts.pop(user, None)
+
+    def _changed_elsewhere(self, user: str | None) -> None:
+        """Another instance changed ``user``'s statuses (None: maybe anyone's)."""
+        if self._statuses is not None:  # else the first use reads everything anyway
+            self._spawn(self._reload(user))
+
+    async def _reload(self, user: str | None) -> None:
+        try:
+            if user is None:
+                statuses = await self._load(fresh=True)
+                for gone in set(self._contacts) - set(statuses):
+                    self._contacts.pop(gone, None)
+                users = list(statuses)
+            else:
+                current = await self.store.load_user(user)
+                self._keep(user, current)
+                users = [user] if current else []
+            # The contacts of a user this instance never served: a contact coming online gets that
+            # user's statuses from here too.
+            for name in users:
+                if name not in self._contacts and self.link.connected and not self._refused:
+                    await self._refresh(name)
+        except (HttpError, RosterError) as e:
+            log.warning("External statuses changed through another instance: not (fully) reloaded: %s", e)
 
     def _spawn(self, coroutine: Coroutine) -> asyncio.Task:
         task = asyncio.create_task(coroutine)
@@ -283,7 +338,7 @@ class ExternalStatuses:
             log.debug("No XEP-0356 grant within %ss of connecting; reading rosters with the admin command",
                       PRIVILEGE_WAIT)
         try:
-            statuses = self._loaded()
+            statuses = await self._load(fresh=self.store.shared)  # any instance's, as they are now
         except HttpError as e:
             log.error("External statuses not re-announced: %s", e.reason)
             return
