@@ -1,4 +1,5 @@
-"""The shared database of a deployment (``[storage] url = "postgresql://..."``): one asyncpg pool,
+"""Storage. ``open_sqlite``: one instance's files in ``data_dir`` (the features' SQLite stores).
+And the shared database of a deployment (``[storage] url = "postgresql://..."``): one asyncpg pool,
 and one listening connection that tells the features what other instances changed.
 
 asyncpg is an optional extra (``pip install 'tigase-rest[postgresql]'``), imported only here and
@@ -11,13 +12,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from .config import redacted_url
 from .errors import HttpError
 
 log = logging.getLogger(__name__)
+
+def open_sqlite(path: Path, *statements: str) -> sqlite3.Connection:
+    """An SQLite file in autocommit mode (one statement per change), its folder made when missing,
+    then ``statements`` run (pragmas, CREATE TABLE IF NOT EXISTS). Raises OSError or sqlite3.Error:
+    each store says which store failed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        for statement in statements:
+            db.execute(statement)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
 
 LISTEN_RETRY_MAX = 30.0  # seconds between attempts to listen again, at most
 CONNECT_TIMEOUT = 5.0

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from ...config import ApiKey
+from ...storage import open_sqlite
 from .request import KeyFieldError, parse_api_key
 
 log = logging.getLogger(__name__)
@@ -30,11 +31,9 @@ class ApiKeyStore:
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                db = sqlite3.connect(self.path, isolation_level=None)  # autocommit: one statement per change
-                db.execute("CREATE TABLE IF NOT EXISTS api_keys (key TEXT PRIMARY KEY, domains TEXT NOT NULL, "
-                           "paths TEXT NOT NULL, methods TEXT NOT NULL, changed_by TEXT NOT NULL, "
-                           "changed_at REAL NOT NULL)")
+                db = open_sqlite(self.path, "CREATE TABLE IF NOT EXISTS api_keys (key TEXT PRIMARY KEY, "
+                                 "domains TEXT NOT NULL, paths TEXT NOT NULL, methods TEXT NOT NULL, "
+                                 "changed_by TEXT NOT NULL, changed_at REAL NOT NULL)")
             except (OSError, sqlite3.Error) as e:
                 raise StoreError(f"cannot open the API key store {self.path}: {e}") from None
             self._db = db

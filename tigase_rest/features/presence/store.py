@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from ...errors import HttpError
-from ...storage import Database
+from ...storage import Database, open_sqlite
 from .request import Status, check_resource, stored_status
 
 log = logging.getLogger(__name__)
@@ -77,11 +77,9 @@ class SqliteStatusStore:
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                db = sqlite3.connect(self.path, isolation_level=None)  # autocommit: one statement per change
-                db.execute("CREATE TABLE IF NOT EXISTS statuses (user TEXT NOT NULL, resource TEXT NOT NULL, "
-                           "priority INTEGER NOT NULL, show TEXT, status TEXT, activity TEXT, "
-                           "PRIMARY KEY (user, resource))")
+                db = open_sqlite(self.path, "CREATE TABLE IF NOT EXISTS statuses (user TEXT NOT NULL, "
+                                 "resource TEXT NOT NULL, priority INTEGER NOT NULL, show TEXT, status TEXT, "
+                                 "activity TEXT, PRIMARY KEY (user, resource))")
             except (OSError, sqlite3.Error) as e:
                 raise HttpError(500, f"Cannot open the status store {self.path}: {e}") from None
             self._db = db

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import HttpError
+from ...storage import open_sqlite
 
 STORE_NAME = "webhooks.sqlite3"
 
@@ -32,15 +33,12 @@ class QueueStore:
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                db = sqlite3.connect(self.path, isolation_level=None)
                 # WAL with NORMAL sync: a commit costs no fsync, and survives a crash of the process
                 # (only a power cut may lose the last commits).
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=NORMAL")
-                db.execute("CREATE TABLE IF NOT EXISTS queue (row INTEGER PRIMARY KEY AUTOINCREMENT, "
-                           "delivery_id TEXT NOT NULL, stanza TEXT NOT NULL, created REAL NOT NULL, "
-                           "attempts INTEGER NOT NULL DEFAULT 0)")
+                db = open_sqlite(self.path, "PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL",
+                                 "CREATE TABLE IF NOT EXISTS queue (row INTEGER PRIMARY KEY AUTOINCREMENT, "
+                                 "delivery_id TEXT NOT NULL, stanza TEXT NOT NULL, created REAL NOT NULL, "
+                                 "attempts INTEGER NOT NULL DEFAULT 0)")
             except (OSError, sqlite3.Error) as e:
                 raise HttpError(500, f"Cannot open the webhook queue {self.path}: {e}") from None
             self._db = db
