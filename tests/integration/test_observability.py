@@ -5,6 +5,7 @@ the OpenAPI document."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import hashlib
 import json
 import re
@@ -122,10 +123,10 @@ async def test_livez_and_readyz(component, component_factory, tmp_path):
     assert ready.json() == {"status": "ready", "xmpp_link": "up", "handlers": "loaded", "data_dir": "writable",
                             "failed_scripts": 0}
 
-    # No XMPP server at that port and a data_dir that cannot be created: 503 naming both.
-    blocker = tmp_path / "a-file"
-    blocker.write_text("not a folder")
-    broken = component_factory(wait=False, xmpp={"port": 1}, storage={"data_dir": str(blocker / "data")})
+    # No XMPP server at that port, and a data_dir that stops being usable after the start (one that
+    # cannot be written at start-up stops the start itself: test_config, test_deployment): 503 naming both.
+    data = tmp_path / "data"
+    broken = component_factory(wait=False, xmpp={"port": 1}, storage={"data_dir": str(data)})
     answer = None
     for _ in range(200):  # the component waits up to 5 s for the link before it serves HTTP
         try:
@@ -133,6 +134,11 @@ async def test_livez_and_readyz(component, component_factory, tmp_path):
             break
         except aiohttp.ClientConnectionError:
             await asyncio.sleep(0.1)
+    assert answer is not None and answer.status == 503, answer
+    shutil.rmtree(data, ignore_errors=True)
+    data.write_text("not a folder any more")  # root writes anywhere: a file where the folder was
+    blocker = data
+    answer = await call(broken, "GET", "/readyz", auth=None)
     assert answer is not None and answer.status == 503, answer
     report = answer.json()
     assert report["status"] == "not ready: xmpp_link down, data_dir not writable"
