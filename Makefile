@@ -59,7 +59,8 @@ clean:
 
 # REST vs direct XMPP on a throwaway Prosody, in one run (about 5 min): BENCH_SECONDS=N per scenario
 # (default 10), BENCH_PROFILE=0 skips py-spy, BENCH_STEPS=H runs only the web.Server vs web.Application
-# step. Installs wrk (apt, as root) and py-spy (pip) when missing.
+# step, BENCH_STEPS=U,W only the accounts and webhook bot steps (~1 min). Installs wrk (apt, as root)
+# and py-spy (pip) when missing.
 .PHONY: bench
 bench: venv prosody
 	@command -v wrk >/dev/null || { \

@@ -1,6 +1,6 @@
 """The "direct" baseline: the same traffic as the REST scenarios, sent by plain c2s clients.
 
-    python -m bench.direct --mode ping|commands|message --port C2S_PORT --seconds 10 --conns 16 ...
+    python -m bench.direct --mode ping|commands|message|bot --port C2S_PORT --seconds 10 --conns 16 ...
 
 A raw-socket asyncio client, not slixmpp: it writes pre-serialized stanzas and finds replies by
 scanning start tags for ``id``/``type`` with one regex, so that the client costs as little CPU as
@@ -12,6 +12,10 @@ stanza and becomes the bottleneck long before Prosody does).
 - ``message``: ``--conns`` sender sessions plus one receiver session (``--rx-user``, resource
   ``--rx-resource``); each sender keeps ``--inflight`` chat messages in flight, where "in flight"
   means "not yet arrived at the receiver". Latency = send -> arrival (one way through the server).
+- ``bot``: ``--conns`` sessions, each keeping ``--inflight`` chat messages to ``--to`` (a webhook bot
+  behind the component, e.g. ``echo@http.localhost``) in flight; each message the bot sends back to
+  that session ends one (the replies carry no id: the oldest message of the session is the one
+  answered, exact with ``--inflight 1``). Latency = send -> the bot's reply (a round trip).
 
 Prints one line ``DIRECT_JSON {...}`` with the counts and latency percentiles. Bounded: it stops
 sending after ``--seconds`` and waits at most ``--drain`` seconds for the last replies.
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import collections
 import json
 import re
 import sys
@@ -250,6 +255,59 @@ async def run_message(args, conns: list[Conn], rx: Conn, stats: Stats) -> float:
     return min(clock(), deadline) - start
 
 
+async def run_bot(args, conns: list[Conn], stats: Stats) -> float:
+    to = args.to or f"echo@http.{args.domain}"
+    template = f"<message type='chat' to='{to}' id='b%d_%d'><body>bench message</body></message>"
+    loop = asyncio.get_running_loop()
+    clock = time.monotonic
+    start = clock()
+    deadline = start + args.seconds
+    outstanding = [0]
+    done = loop.create_future()
+
+    def worker(index: int, conn: Conn):
+        waiting: collections.deque[float] = collections.deque()  # send times, oldest first
+        seq = [0]
+        write = conn.writer.write
+
+        def send() -> None:
+            seq[0] += 1
+            waiting.append(clock())
+            write((template % (index, seq[0])).encode())
+            stats.sent += 1
+            outstanding[0] += 1
+
+        def on_stanza(name: bytes, ident: bytes, kind: bytes) -> None:
+            if name != b"message" or not waiting:
+                return
+            t0 = waiting.popleft()
+            now = clock()
+            outstanding[0] -= 1
+            if kind == b"error":
+                stats.errors += 1
+            elif now <= deadline:
+                stats.latencies.append(now - t0)
+            else:
+                stats.late += 1
+            if now < deadline:
+                send()
+            elif outstanding[0] == 0 and not done.done():
+                done.set_result(None)
+
+        for _ in range(args.inflight):
+            send()
+        return on_stanza
+
+    pumps = [asyncio.ensure_future(pump(c, worker(i, c))) for i, c in enumerate(conns)]
+    try:
+        await asyncio.wait_for(asyncio.shield(done), args.seconds + args.drain)
+    except asyncio.TimeoutError:
+        pass
+    for p in pumps:
+        p.cancel()
+    return min(clock(), deadline) - start
+
+
 async def run_slixmpp_ping(args, stats: Stats) -> float:
     """The same pings from ONE slixmpp client with ``conns * inflight`` concurrent tasks: what a
     typical Python client achieves (its own CPU is the limit, not the server's)."""
@@ -316,6 +374,8 @@ async def main_async(args) -> dict:
         cpu0 = time.process_time()
         if args.mode in IQS:
             seconds = await run_ping(args, conns, stats)
+        elif args.mode == "bot":
+            seconds = await run_bot(args, conns, stats)
         else:
             seconds = await run_message(args, conns, rx, stats)
         result = {"mode": args.mode, "client": "raw", "conns": args.conns, "inflight": args.inflight, **stats.summary(seconds),
@@ -328,7 +388,7 @@ async def main_async(args) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--mode", choices=(*IQS, "message"), required=True)
+    p.add_argument("--mode", choices=(*IQS, "message", "bot"), required=True)
     p.add_argument("--client", choices=("raw", "slixmpp"), default="raw",
                    help="slixmpp: one slixmpp client with conns*inflight tasks (ping only)")
     p.add_argument("--host", default="127.0.0.1")
@@ -339,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rx-user", default="bob")
     p.add_argument("--rx-password", default="bobpass")
     p.add_argument("--rx-resource", default="direct")
+    p.add_argument("--to", default="", help="bot mode: the bot's JID (default echo@http.DOMAIN)")
     p.add_argument("--conns", type=int, default=16)
     p.add_argument("--inflight", type=int, default=1, help="in flight per connection")
     p.add_argument("--seconds", type=float, default=10)

@@ -92,13 +92,14 @@ class BenchPool:
 def build_rest(data_dir: Path):
     """The parts wired as tests/http/conftest.py (and app.serve) wire them."""
     from tigase_rest.config import from_dict
+    from tigase_rest.features.accounts.service import Accounts
     from tigase_rest.features.avatar.service import Avatars
     from tigase_rest.features.bosh import BoshPrebinding
     from tigase_rest.features.presence.service import ExternalStatuses
     from tigase_rest.features.presence.store import StatusStore
     from tigase_rest.http.auth import ApiKeyChecker
     from tigase_rest.http.server import Current, RestServer
-    from tigase_rest.loader import load_routes
+    from tigase_rest.loader import routes_for
     from tigase_rest.service import Parts
     from tigase_rest.xmpp.privilege import PrivilegeTracker
 
@@ -113,9 +114,9 @@ def build_rest(data_dir: Path):
     parts = Parts(
         link=link, pool=pool, privileges=privileges,  # type: ignore[arg-type]
         statuses=ExternalStatuses(link, config.xmpp.domain, privileges, StatusStore(data_dir / "statuses.db")),
-        avatars=Avatars(link, privileges), bosh=BoshPrebinding(config.xmpp),
+        avatars=Avatars(link, privileges), bosh=BoshPrebinding(config.xmpp), accounts=Accounts(),
         health=lambda: {"xmpp_link": "up"}, stopping=asyncio.Event())
-    current = Current(config, load_routes(config.scripts_path), ApiKeyChecker(config.auth))
+    current = Current(config, routes_for(config), ApiKeyChecker(config.auth))
     return config, RestServer(lambda: current, pool.authenticate, parts)
 
 

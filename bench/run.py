@@ -14,12 +14,16 @@ created with the admin add-user command over REST; (C) the component with 1,000 
 trivial handler again and its RSS; (B) a fresh component: RSS with 1 and with 1,000 pooled caller
 sessions; then RouteTable.resolve timed in-process for 10 and 1,000 handlers; (H) aiohttp's low-level
 web.Server against a web.Application, both serving the real RestServer with the XMPP side faked
-(bench.http_server: 2 x BENCH_ROUNDS interleaved rounds of BENCH_HTTP_SECONDS=2 per run, about 1 min).
+(bench.http_server: 2 x BENCH_ROUNDS interleaved rounds of BENCH_HTTP_SECONDS=2 per run, about 1 min);
+(U) accounts (issue 14): PUT /rest/user/{jid} creating a new account per request (add-user) and
+GET /rest/user/{jid} of an existing one (user-stats), API key alone; (W) a webhook bot (issue 15): raw
+c2s sessions send chat messages to echo@http.localhost, the component POSTs each to a local receiver
+(bench.webhook_receiver, answering {"body": "echo"}) and sends its answer back: messages/s round trip.
 
 BENCH_WAIT_QUIET=S waits up to S seconds, before starting, for other jobs on the machine to calm down.
 Every scenario reports the CPU that other processes used meanwhile ("others") and CPU time per request.
-BENCH_STEPS=A,C,B,R,H (default: all) runs only some of the steps above (R: the in-process routing timing,
-H: the HTTP server comparison).
+BENCH_STEPS=A,C,B,U,W,R,H (default: all) runs only some of the steps above (R: the in-process routing timing,
+H: the HTTP server comparison, U: accounts, W: the webhook bot; BENCH_STEPS=U,W is about 1 min).
 BENCH_USERS (default 1000) changes the number of users of the memory step, only to try the script quickly.
 Work files (configs, logs, wrk scripts, profiles, results.json) go to ./run/bench (BENCH_DIR).
 Every child process is started in its own session and stopped by PID, also on failure or Ctrl-C.
@@ -165,9 +169,10 @@ def lua_string(s: str) -> str:
 
 
 def wrk_script(path: Path, method: str, headers: dict[str, str], body: str | None = None,
-               expect: str | None = None) -> Path:
+               expect: str | None = None, request: str = "") -> Path:
     """A wrk Lua script: method, headers and body; counts 200s (whose body contains ``expect``)
-    per thread and prints one BENCH_JSON line from done() with wrk's own latency percentiles."""
+    per thread and prints one BENCH_JSON line from done() with wrk's own latency percentiles.
+    ``request``: extra Lua, e.g. a ``request()`` that builds each request (a thread's ``tid`` is 1, 2, ...)."""
     lines = [f"wrk.method = {lua_string(method)}"]
     if body is not None:
         lines.append(f"wrk.body = {lua_string(body)}")
@@ -178,7 +183,7 @@ def wrk_script(path: Path, method: str, headers: dict[str, str], body: str | Non
 ok = 0
 bad = 0
 local threads = {}
-function setup(thread) table.insert(threads, thread) end
+function setup(thread) table.insert(threads, thread); thread:set("tid", #threads) end
 function response(status, headers, body)
   if status == 200 and (expect == nil or string.find(body, expect, 1, true)) then ok = ok + 1 else bad = bad + 1 end
 end
@@ -193,6 +198,7 @@ function done(summary, latency, requests)
     latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, latency.mean))
 end
 """)
+    lines.append(request)
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
 
@@ -319,7 +325,8 @@ class Bench:
         self.children: dict[int, object] = {}  # pid -> Popen / asyncio Process, for cleanup
         self.results: dict = {"seconds": seconds, "concurrency": CONCURRENCY, "scenarios": [], "notes": []}
         self.http: aiohttp.ClientSession | None = None
-        self.steps = set(os.environ.get("BENCH_STEPS", "A,C,B,R,H").upper().split(","))
+        self.steps = set(os.environ.get("BENCH_STEPS", "A,C,B,U,W,R,H").upper().split(","))
+        self.extra_pids: dict[str, int] = {}  # other processes measured per scenario (the webhook receiver)
 
     # --- processes --------------------------------------------------------------------------
 
@@ -362,13 +369,15 @@ class Bench:
     def prosody_pid(self) -> int:
         return self.prosody._proc.pid  # noqa: SLF001
 
-    async def start_component(self, name: str, scripts_dir: Path) -> None:
+    async def start_component(self, name: str, scripts_dir: Path, extra: dict | None = None) -> None:
         port = free_port()
         config = self.work / f"component-{name}.toml"
-        write_toml(config, {
+        write_toml(config, {**(extra or {}),
             "xmpp": {**self.prosody.component_config(), "iq_timeout": 10},
             "http": {"host": "127.0.0.1", "port": port, "scripts_dir": str(scripts_dir)},
-            "auth": {"api_keys": [API_KEY], "admins": [f"admin@{DOMAIN}"], "max_sessions": MANY_USERS + 100},
+            # max_failures also bounds the logins in progress per client address: step B runs 16 at once.
+            "auth": {"api_keys": [API_KEY], "admins": [f"admin@{DOMAIN}"], "max_sessions": MANY_USERS + 100,
+                     "max_failures": 100},
             "storage": {"data_dir": str(self.work / f"data-{name}")},
             "log": {"level": "warning"},
         })
@@ -411,8 +420,8 @@ class Bench:
         self.component = None
 
     async def call(self, method: str, path: str, body: str | None = None, headers: dict | None = None,
-                   auth: str = ADMIN_AUTH) -> tuple[int, str]:
-        hdrs = {"Api-Key": API_KEY, "Authorization": auth, **(headers or {})}
+                   auth: str | None = ADMIN_AUTH) -> tuple[int, str]:
+        hdrs = {"Api-Key": API_KEY, **({"Authorization": auth} if auth else {}), **(headers or {})}
         async with self.http.request(method, self.base + path, data=body, headers=hdrs) as r:
             return r.status, await r.text()
 
@@ -448,6 +457,7 @@ class Bench:
         pids = {"prosody": self.prosody_pid}
         if component and self.component is not None:
             pids["component"] = self.component.pid
+        pids.update(self.extra_pids)
         before = {k: cpu_seconds(p) for k, p in pids.items()}
         split0 = cpu_split(pids["component"]) if "component" in pids else (0.0, 0.0)
         load0, self0, all0, t0 = children_cpu(), self_cpu(), machine_cpu(), time.monotonic()
@@ -462,8 +472,8 @@ class Bench:
         result["cpu_pct"] = {k: round(100 * v / wall) for k, v in used.items()}
         # CPU time per answered request: steadier than req/s when other jobs share the cores.
         if result.get("ok"):
-            result["cpu_us_per_req"] = {k: round(1e6 * used[k] / result["ok"]) for k in ("component", "prosody")
-                                        if k in used}
+            result["cpu_us_per_req"] = {k: round(1e6 * used[k] / result["ok"])
+                                        for k in ("component", "prosody", *self.extra_pids) if k in used}
             if split:  # the kernel's share (system time: socket calls, epoll) against Python's (user time)
                 result["cpu_us_per_req"]["component user/sys"] = "/".join(
                     str(round(1e6 * t / result["ok"])) for t in split)
@@ -505,14 +515,16 @@ class Bench:
         return result
 
     async def direct(self, name: str, label: str, mode: str, user: str, conns: int = CONCURRENCY,
-                     inflight: int = 1, client: str = "raw", record: bool = True) -> dict:
+                     inflight: int = 1, client: str = "raw", record: bool = True, seconds: int | None = None,
+                     component: bool = False) -> dict:
+        seconds = seconds or self.seconds
         cmd = [sys.executable, "-m", "bench.direct", "--mode", mode, "--client", client,
                "--port", str(self.prosody.c2s_port), "--domain", DOMAIN, "--user", user, "--password", USERS[user],
                "--rx-user", "bob", "--rx-password", USERS["bob"], "--conns", str(conns),
-               "--inflight", str(inflight), "--seconds", str(self.seconds)]
+               "--inflight", str(inflight), "--seconds", str(seconds)]
 
         async def go():
-            out = await self.run_child(f"direct-{name}", cmd, self.seconds + 60)
+            out = await self.run_child(f"direct-{name}", cmd, seconds + 60)
             m = re.search(r"^DIRECT_JSON (.*)$", out, re.M)
             if not m:
                 raise BenchError(f"direct {name}: no result line")
@@ -520,8 +532,8 @@ class Bench:
             return {"rate": d["rate"], "p50_ms": d["p50_ms"], "p90_ms": d["p90_ms"], "p99_ms": d["p99_ms"],
                     "max_ms": d["max_ms"], "ok": d["ops"], "errors": d["errors"], "direct": d}
 
-        result = await self.measured(go(), component=False)
-        result.update(name=name, label=label, conns=conns * inflight, seconds=self.seconds, via=f"direct c2s ({client})")
+        result = await self.measured(go(), component=component)
+        result.update(name=name, label=label, conns=conns * inflight, seconds=seconds, via=f"direct c2s ({client})")
         if mode == "message":
             result["delivered"] = result["ok"]  # counted on arrival at the receiver
         if record:
@@ -540,6 +552,20 @@ class Bench:
         self.lua_iq = wrk_script(lua / "iq.lua", "POST", xml, PING_BODY, expect="result")
         self.lua_adhoc = wrk_script(lua / "adhoc.lua", "GET", auth, expect="admin#")
         self.lua_dummy = wrk_script(lua / "dummy.lua", "GET", {})
+        # Accounts with the API key alone (no login: the component runs the commands as itself).
+        key = {"Api-Key": API_KEY}
+        self.lua_user_get = wrk_script(lua / "user-get.lua", "GET", key, expect=f"alice@{DOMAIN}")
+        # A new account per request: <prefix><thread>_<counter>@domain; the prefix is unique per run.
+        self.user_prefix = f"n{os.getpid() % 10000}x{int(time.time()) % 100000}t"
+        self.lua_user_put = wrk_script(
+            lua / "user-put.lua", "PUT", {**key, "Content-Type": "application/json"},
+            json.dumps({"user": {"password": "benchpass"}}), expect=DOMAIN, request=f"""
+counter = 0
+function request()
+  counter = counter + 1
+  return wrk.format(nil, string.format("/rest/user/{self.user_prefix}%d_%d@{DOMAIN}", tid, counter))
+end
+""")
 
     async def step_a(self, scripts10: Path, dummy10: str) -> None:
         print(f"[A] component with {HANDLERS[0]} handler scripts: REST vs direct at c{CONCURRENCY}, "
@@ -706,6 +732,83 @@ class Bench:
                         self.lua_msg, "/rest/stream/", seconds=max(2, self.seconds // 2), messages=True)
         self.stop_component()
 
+    async def step_accounts(self, scripts10: Path) -> None:
+        """(U) issue 14: /rest/user/{jid} with the API key alone: XEP-0133 commands over the component link."""
+        print(f"[U] accounts: PUT and GET /rest/user/{{jid}}, API key alone, c{CONCURRENCY}", flush=True)
+        await self.start_component("U-accounts", scripts10)
+        status, text = await self.call("GET", f"/rest/user/alice@{DOMAIN}", auth=None)
+        if status != 200:
+            raise BenchError(f"GET /rest/user/alice@{DOMAIN} with the API key: {status} {text[:200]}")
+        await self.rest("rest_user_get", "5a. GET /rest/user/{jid} (user-stats)", self.lua_user_get,
+                        f"/rest/user/alice@{DOMAIN}")
+        run = await self.rest("rest_user_put", "5b. PUT /rest/user/{new jid} (add-user)", self.lua_user_put,
+                              "/rest/user/")
+        # The accounts exist: the first one wrk sent (wrk calls request() once before it starts
+        # sending, so that is counter 2) answers user-stats.
+        if run["ok"]:
+            jid = f"{self.user_prefix}1_2@{DOMAIN}"
+            status, text = await self.call("GET", f"/rest/user/{jid}", auth=None)
+            if status != 200:
+                raise BenchError(f"account {jid} created by PUT is not there: {status} {text[:200]}")
+        self.stop_component()
+
+    async def step_webhook(self, scripts10: Path) -> None:
+        """(W) issue 15: a webhook bot's messages/s, client -> server -> component -> HTTP -> reply -> client."""
+        print(f"[W] webhook bot: {CONCURRENCY} c2s sessions x 1 message in flight to echo@http.{DOMAIN}, "
+              f"a local receiver answering {{\"body\": \"echo\"}}", flush=True)
+        rest_module = [p.name for p in Path("/usr/lib/prosody/modules").glob("mod_rest*")
+                       if p.name in ("mod_rest", "mod_rest.lua")]
+        note = ("Prosody mod_rest (prosody-modules) is " + ("installed, but its callback is not measured by this step"
+                if rest_module else "not installed here: its webhook callback could not be measured beside the bot"))
+        self.results["notes"].append(note)
+        print(f"  {note}", flush=True)
+        port = free_port()
+        with open(self.logs / "webhook-receiver.log", "wb") as log:
+            receiver = subprocess.Popen(
+                [sys.executable, "-m", "bench.webhook_receiver", "--port", str(port)], cwd=REPO,
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.children[receiver.pid] = receiver
+        try:
+            deadline = time.monotonic() + 15
+            while http_status(f"http://127.0.0.1:{port}/") != 200:
+                if receiver.poll() is not None or time.monotonic() > deadline:
+                    raise BenchError(f"the webhook receiver did not start; see {self.logs / 'webhook-receiver.log'}")
+                await asyncio.sleep(0.1)
+            await self.start_component("W", scripts10, {"webhooks": {"url": f"http://127.0.0.1:{port}/"}})
+            self.extra_pids = {"receiver": receiver.pid}
+            await self.direct("webhook_warmup", "warm-up (not recorded)", "bot", "alice", seconds=2,
+                              component=True, record=False)
+            before = await self.health()
+            res = await self.direct("webhook_bot", "6. webhook bot, msg/s: c2s -> bot -> c2s", "bot",
+                                    "alice", component=True)
+            after = await self.health()
+            counts = {k: after.get(k, 0) - before.get(k, 0) for k in ("webhook_delivered", "webhook_retries",
+                                                                      "webhook_bounced")}
+            res["webhook"] = {**counts, "queue_after": after.get("webhook_queue")}
+            print(f"  webhook counters: {counts['webhook_delivered']} posted and answered, "
+                  f"{counts['webhook_retries']} retries, {counts['webhook_bounced']} bounced, queue after "
+                  f"{after.get('webhook_queue')}; {res['ok']} replies counted, {res['direct']['late']} after the "
+                  f"deadline, {res['errors']} errors", flush=True)
+        finally:
+            self.extra_pids = {}
+            self.stop_component()
+            if receiver.poll() is None:
+                receiver.terminate()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    receiver.wait(5)
+            if receiver.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(receiver.pid, signal.SIGKILL)
+                receiver.wait(5)
+            self.children.pop(receiver.pid, None)
+
+    async def health(self) -> dict:
+        status, text = await self.call("GET", "/rest/health?type=application/json")
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            if status == 200:
+                return json.loads(text)["health"]
+        return {}
+
     def step_routing(self, scripts: dict[int, tuple[Path, list[str]]]) -> None:
         from tigase_rest.loader import load_routes
 
@@ -773,6 +876,10 @@ class Bench:
                     await self.create_users()
                     self.stop_component()
                 await self.step_b(scripts[HANDLERS[0]][0])
+            if "U" in self.steps:
+                await self.step_accounts(scripts[HANDLERS[0]][0])
+            if "W" in self.steps:
+                await self.step_webhook(scripts[HANDLERS[0]][0])
         finally:
             await self.http.close()
         if "R" in self.steps:
