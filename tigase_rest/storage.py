@@ -37,6 +37,30 @@ def open_sqlite(path: Path, *statements: str) -> sqlite3.Connection:
     return db
 
 
+class SqliteFile:
+    """The SQLite file of one store, opened on first use by ``open_sqlite`` with ``statements``.
+    ``failure(error)`` is the store's own exception for a file that cannot be opened."""
+
+    def __init__(self, path: Path, statements: tuple[str, ...], failure: Callable[[BaseException], Exception]):
+        self.path = path
+        self._statements = statements
+        self._failure = failure
+        self._db: sqlite3.Connection | None = None
+
+    def connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            try:
+                self._db = open_sqlite(self.path, *self._statements)
+            except (OSError, sqlite3.Error) as e:
+                raise self._failure(e) from None
+        return self._db
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
 LISTEN_RETRY_MAX = 30.0  # seconds between attempts to listen again, at most
 CONNECT_TIMEOUT = 5.0
 

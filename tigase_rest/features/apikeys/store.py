@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from ...config import ApiKey
-from ...storage import open_sqlite
+from ...storage import SqliteFile
 from .request import KeyFieldError, parse_api_key
 
 log = logging.getLogger(__name__)
@@ -26,24 +26,16 @@ class ApiKeyStore:
 
     def __init__(self, path: Path):
         self.path = path
-        self._db: sqlite3.Connection | None = None
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._db is None:
-            try:
-                db = open_sqlite(self.path, "CREATE TABLE IF NOT EXISTS api_keys (key TEXT PRIMARY KEY, "
-                                 "domains TEXT NOT NULL, paths TEXT NOT NULL, methods TEXT NOT NULL, "
-                                 "changed_by TEXT NOT NULL, changed_at REAL NOT NULL)")
-            except (OSError, sqlite3.Error) as e:
-                raise StoreError(f"cannot open the API key store {self.path}: {e}") from None
-            self._db = db
-        return self._db
+        self._file = SqliteFile(path, (
+            "CREATE TABLE IF NOT EXISTS api_keys (key TEXT PRIMARY KEY, domains TEXT NOT NULL, paths TEXT NOT NULL, "
+            "methods TEXT NOT NULL, changed_by TEXT NOT NULL, changed_at REAL NOT NULL)",),
+            lambda e: StoreError(f"cannot open the API key store {path}: {e}"))
 
     def load(self) -> list[ApiKey]:
         """Every stored key, checked as the commands check them: a row that is no longer valid
         is skipped with a warning (it never works), and can still be removed."""
         try:
-            rows = self._connection().execute(
+            rows = self._file.connection().execute(
                 "SELECT key, domains, paths, methods FROM api_keys ORDER BY changed_at, rowid").fetchall()
         except sqlite3.Error as e:
             raise StoreError(f"cannot read the API key store {self.path}: {e}") from None
@@ -58,7 +50,7 @@ class ApiKeyStore:
     def keys(self) -> set[str]:
         """Every stored key as written, valid or not (what api-key-remove may remove)."""
         try:
-            return {row[0] for row in self._connection().execute("SELECT key FROM api_keys")}
+            return {row[0] for row in self._file.connection().execute("SELECT key FROM api_keys")}
         except sqlite3.Error as e:
             raise StoreError(f"cannot read the API key store {self.path}: {e}") from None
 
@@ -72,11 +64,9 @@ class ApiKeyStore:
 
     def _write(self, sql: str, args: tuple) -> None:
         try:
-            self._connection().execute(sql, args)
+            self._file.connection().execute(sql, args)
         except sqlite3.Error as e:
             raise StoreError(f"cannot write the API key store {self.path}: {e}") from None
 
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        self._file.close()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from ...errors import HttpError
-from ...storage import Database, open_sqlite
+from ...storage import Database, SqliteFile
 from .request import Status, check_resource, stored_status
 
 log = logging.getLogger(__name__)
@@ -72,18 +72,10 @@ class SqliteStatusStore:
 
     def __init__(self, path: Path):
         self.path = path
-        self._db: sqlite3.Connection | None = None
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._db is None:
-            try:
-                db = open_sqlite(self.path, "CREATE TABLE IF NOT EXISTS statuses (user TEXT NOT NULL, "
-                                 "resource TEXT NOT NULL, priority INTEGER NOT NULL, show TEXT, status TEXT, "
-                                 "activity TEXT, PRIMARY KEY (user, resource))")
-            except (OSError, sqlite3.Error) as e:
-                raise HttpError(500, f"Cannot open the status store {self.path}: {e}") from None
-            self._db = db
-        return self._db
+        self._file = SqliteFile(path, (
+            "CREATE TABLE IF NOT EXISTS statuses (user TEXT NOT NULL, resource TEXT NOT NULL, "
+            "priority INTEGER NOT NULL, show TEXT, status TEXT, activity TEXT, PRIMARY KEY (user, resource))",),
+            lambda e: HttpError(500, f"Cannot open the status store {path}: {e}"))
 
     async def load(self) -> dict[str, dict[str, Status]]:
         return self._read("", ())
@@ -94,7 +86,7 @@ class SqliteStatusStore:
     def _read(self, where: str, args: tuple) -> dict[str, dict[str, Status]]:
         statuses: dict[str, dict[str, Status]] = {}
         try:
-            rows = self._connection().execute(
+            rows = self._file.connection().execute(
                 "SELECT user, resource, priority, show, status, activity FROM statuses" + where, args).fetchall()
         except sqlite3.Error as e:
             raise HttpError(500, f"Cannot read the status store {self.path}: {e}") from None
@@ -116,14 +108,12 @@ class SqliteStatusStore:
 
     def _write(self, sql: str, args: tuple) -> None:
         try:
-            self._connection().execute(sql, args)
+            self._file.connection().execute(sql, args)
         except sqlite3.Error as e:
             raise HttpError(500, f"Cannot write the status store {self.path}: {e}") from None
 
     async def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        self._file.close()
 
 
 class PostgresStatusStore:

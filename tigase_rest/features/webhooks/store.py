@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import HttpError
-from ...storage import open_sqlite
+from ...storage import SqliteFile
 
 STORE_NAME = "webhooks.sqlite3"
 
@@ -28,25 +28,17 @@ class Queued:
 class QueueStore:
     def __init__(self, path: Path):
         self.path = path
-        self._db: sqlite3.Connection | None = None
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._db is None:
-            try:
-                # WAL with NORMAL sync: a commit costs no fsync, and survives a crash of the process
-                # (only a power cut may lose the last commits).
-                db = open_sqlite(self.path, "PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL",
-                                 "CREATE TABLE IF NOT EXISTS queue (row INTEGER PRIMARY KEY AUTOINCREMENT, "
-                                 "delivery_id TEXT NOT NULL, stanza TEXT NOT NULL, created REAL NOT NULL, "
-                                 "attempts INTEGER NOT NULL DEFAULT 0)")
-            except (OSError, sqlite3.Error) as e:
-                raise HttpError(500, f"Cannot open the webhook queue {self.path}: {e}") from None
-            self._db = db
-        return self._db
+        # WAL with NORMAL sync: a commit costs no fsync, and survives a crash of the process
+        # (only a power cut may lose the last commits).
+        self._file = SqliteFile(path, (
+            "PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL",
+            "CREATE TABLE IF NOT EXISTS queue (row INTEGER PRIMARY KEY AUTOINCREMENT, delivery_id TEXT NOT NULL, "
+            "stanza TEXT NOT NULL, created REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0)"),
+            lambda e: HttpError(500, f"Cannot open the webhook queue {path}: {e}"))
 
     def load(self) -> list[Queued]:
         try:
-            rows = self._connection().execute(
+            rows = self._file.connection().execute(
                 "SELECT row, delivery_id, stanza, created, attempts FROM queue ORDER BY row").fetchall()
         except sqlite3.Error as e:
             raise HttpError(500, f"Cannot read the webhook queue {self.path}: {e}") from None
@@ -65,11 +57,9 @@ class QueueStore:
 
     def _write(self, sql: str, args: tuple) -> sqlite3.Cursor:
         try:
-            return self._connection().execute(sql, args)
+            return self._file.connection().execute(sql, args)
         except sqlite3.Error as e:
             raise HttpError(500, f"Cannot write the webhook queue {self.path}: {e}") from None
 
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        self._file.close()
