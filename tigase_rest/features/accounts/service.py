@@ -101,30 +101,28 @@ class AccountsAs:
         return {"jid": jid, "domain": domain, **({"email": email} if email else {})}
 
     async def set_password(self, jid: str, password: str) -> None:
-        domain = jid.partition("@")[2]
-        try:
-            await self._run(domain, "change-user-password", {"accountjid": jid, "password": password})
-        except CommandFailed as e:
-            raise self._not_found(jid, domain, e) from None
-        except HttpError as e:
-            if e.condition == "item-not-found" and not _missing(e):
-                raise HttpError(404, f"{jid} has no account on {domain}", condition="item-not-found") from None
-            raise
+        await self._run_on_account(jid, "change-user-password", {"accountjid": jid, "password": password})
 
     async def delete(self, jid: str) -> dict[str, Any]:
         domain = jid.partition("@")[2]
-        try:
-            reply = await self._run(domain, "delete-user", {"accountjids": [jid]})
-        except CommandFailed as e:
-            raise self._not_found(jid, domain, e) from None
-        except HttpError as e:
-            if e.condition == "item-not-found" and not _missing(e):
-                raise HttpError(404, f"{jid} has no account on {domain}", condition="item-not-found") from None
-            raise
+        reply = await self._run_on_account(jid, "delete-user", {"accountjids": [jid]})
         for _kind, text in reply.notes:
             if "could not be deleted" in text and jid in text:  # Prosody: an info note
                 raise HttpError(404, f"{jid} has no account on {domain}", condition="item-not-found", text=text)
         return {"jid": jid, "domain": domain}
+
+    async def _run_on_account(self, jid: str, node: str, fields: dict[str, Any]) -> CommandReply:
+        """Run ``node`` about the existing account ``jid``: 404 when the server says it has none
+        (Prosody in an error note, ejabberd as item-not-found), 422 for another error note."""
+        domain = jid.partition("@")[2]
+        try:
+            return await self._run(domain, node, fields)
+        except CommandFailed as e:
+            raise self._not_found(jid, domain, e) from None
+        except HttpError as e:
+            if e.condition == "item-not-found" and not _missing(e):
+                raise HttpError(404, f"{jid} has no account on {domain}", condition="item-not-found") from None
+            raise
 
     def _not_found(self, jid: str, domain: str, e: CommandFailed) -> HttpError:
         if "not exist" in e.text.lower():
