@@ -512,6 +512,25 @@ def url_password(url: str) -> str | None:
     return match.group(1) if match and match.group(1) else None
 
 
+def folder_unwritable(folder: Path) -> str | None:
+    """Why ``folder`` cannot be written (None when it can), creating nothing: a missing folder is
+    made when it is first used, so its nearest existing parent must be writable then. A probe
+    file, created and removed, sees read-only mounts and root's rights too. Used by
+    ``--check-config``, at start and by ``/readyz``."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(20, "not a folder")
+        probe = existing / f".tigase-rest-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        return f"{existing}: {e.strerror or e}"
+    return None
+
+
 def check_files(cfg: Config) -> None:
     """What the running user must be able to do with the files the config names (done by
     ``--check-config`` and again at start, as the service's own user): read the CA file, write
@@ -541,18 +560,8 @@ def check_files(cfg: Config) -> None:
         except (ssl.SSLError, ValueError) as e:
             raise ConfigError(f"http.tls_cert / http.tls_key: {cfg.http.tls_cert} and {cfg.http.tls_key} "
                               f"are not a matching PEM certificate and key: {e}") from None
-    # Nothing is created here: a missing data_dir is made at start, so its nearest existing parent
-    # must be writable then (a probe file, created and removed, sees read-only mounts too).
     data = cfg.data_path
-    existing = data
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    try:
-        if not existing.is_dir():
-            raise NotADirectoryError(20, "not a folder")
-        probe = existing / f".tigase-rest-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise ConfigError(f"storage.data_dir: {data} is not writable by uid {uid} ({existing}: {e.strerror or e}); "
-                          "set storage.data_dir, or StateDirectory= under systemd") from None
+    problem = folder_unwritable(data)
+    if problem is not None:
+        raise ConfigError(f"storage.data_dir: {data} is not writable by uid {uid} ({problem}); "
+                          "set storage.data_dir, or StateDirectory= under systemd")

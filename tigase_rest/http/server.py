@@ -11,7 +11,6 @@ import inspect
 import itertools
 import json
 import logging
-import os
 import re
 import secrets
 from collections.abc import Awaitable, Callable
@@ -26,7 +25,7 @@ from slixmpp.jid import JID
 
 from .. import coding
 from ..coding import negotiated_format
-from ..config import Config
+from ..config import Config, folder_unwritable
 from ..errors import HttpError, challenge, public
 from ..handlers import Result, build_args
 from ..loader import RouteTable
@@ -375,19 +374,12 @@ def readiness(current: Current, parts: Parts) -> tuple[bool, dict[str, Any]]:
     checks = {
         "xmpp_link": "up" if parts.link.connected else "down",
         "handlers": "loaded" if routes.by_folder else "none loaded",
-        "data_dir": "writable" if _writable(current.config.data_path) else "not writable",
+        "data_dir": "writable" if folder_unwritable(current.config.data_path) is None else "not writable",
     }
     not_ready = [name for name, state in checks.items() if state not in ("up", "loaded", "writable")]
     report: dict[str, Any] = {"status": "ready" if not not_ready else "not ready: " + ", ".join(
         f"{name} {checks[name]}" for name in not_ready), **checks, "failed_scripts": len(routes.errors)}
     return not not_ready, report
-
-
-def _writable(path: Path) -> bool:
-    """The folder, or the first existing one it would be created in, can be written."""
-    while not path.exists() and path.parent != path:
-        path = path.parent
-    return path.is_dir() and os.access(path, os.W_OK | os.X_OK)
 
 
 def _openapi(current: Current, request: web.BaseRequest) -> web.Response:
