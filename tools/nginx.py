@@ -19,6 +19,7 @@ import time
 from collections import deque
 from pathlib import Path
 
+from tools.process import end
 from tools.prosody import free_port
 
 APT_INSTALL = "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y nginx"
@@ -137,13 +138,7 @@ class NginxServer:
             time.sleep(0.05)
 
     def stop(self, timeout: float = 10) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGQUIT)  # graceful
-            try:
-                self._proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(5)
+        end(self._proc, signal.SIGQUIT, timeout)  # graceful
         self._proc = None
 
     def cleanup(self) -> None:

@@ -20,6 +20,7 @@ import time
 from collections import deque
 from pathlib import Path
 
+from tools.process import end
 from tools.prosody import free_port
 
 APT_INSTALL = "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql"
@@ -107,13 +108,7 @@ class PostgresServer:
             raise RuntimeError(f"createdb failed:\n{created.stdout}{created.stderr}")
 
     def stop(self, timeout: float = 10) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGINT)  # "fast" shutdown
-            try:
-                self._proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(5)
+        end(self._proc, signal.SIGINT, timeout)  # "fast" shutdown
         self._proc = None
 
     def cleanup(self) -> None:

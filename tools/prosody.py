@@ -30,6 +30,8 @@ from typing import Any
 from slixmpp import ClientXMPP
 from slixmpp.stanza import Message
 
+from tools.process import end
+
 PRIVILEGE_NS = "urn:xmpp:privilege:2"
 # openssl: the TLS test server's self-signed certificate (ProsodyServer(tls=True)).
 APT_INSTALL = "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y prosody prosody-modules openssl"
@@ -312,15 +314,7 @@ class ProsodyServer:
 
     def stop(self, timeout: float = 5) -> None:
         """SIGTERM, then SIGKILL if Prosody has not exited within ``timeout`` seconds."""
-        if self._proc is None:
-            return
-        if self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGTERM)
-            try:
-                self._proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(5)
+        end(self._proc, signal.SIGTERM, timeout)
         self._proc = None
 
     def kill(self) -> None:
