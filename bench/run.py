@@ -369,12 +369,16 @@ class Bench:
     def prosody_pid(self) -> int:
         return self.prosody._proc.pid  # noqa: SLF001
 
-    async def start_component(self, name: str, scripts_dir: Path, extra: dict | None = None) -> None:
+    async def start_component(self, name: str, scripts_dir: Path, extra: dict | None = None,
+                              source: Path = REPO, python_args: tuple[str, ...] = ()) -> None:
+        """``source``: the source folder to run the component from (bench.ab runs other versions);
+        then only its own scripts are served. ``python_args`` go before ``-m tigase_rest`` (a profiler)."""
         port = free_port()
         config = self.work / f"component-{name}.toml"
         write_toml(config, {**(extra or {}),
             "xmpp": {**self.prosody.component_config(), "iq_timeout": 10},
-            "http": {"host": "127.0.0.1", "port": port, "scripts_dir": str(scripts_dir)},
+            "http": {"host": "127.0.0.1", "port": port, "scripts_dir": str(scripts_dir),
+                     **({} if source == REPO else {"builtin_scripts": False})},
             # max_failures also bounds the logins in progress per client address: step B runs 16 at once.
             "auth": {"api_keys": [API_KEY], "admins": [f"admin@{DOMAIN}"], "max_sessions": MANY_USERS + 100,
                      "max_failures": 100},
@@ -383,9 +387,9 @@ class Bench:
         })
         log = open(self.logs / f"component-{name}.log", "wb")
         started = time.monotonic()
-        command = [sys.executable, "-m", "tigase_rest", "--config", str(config)]
+        command = [sys.executable, *python_args, "-m", "tigase_rest", "--config", str(config)]
         self.component = subprocess.Popen(
-            command, cwd=REPO,
+            command, cwd=source,
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         self.children[self.component.pid] = self.component
