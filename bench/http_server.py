@@ -89,14 +89,15 @@ class BenchPool:
         raise errors.HttpError(401, f"Invalid credentials for {jid}", headers=challenge())
 
 
-def build_rest(data_dir: Path):
-    """The parts wired as tests/http/conftest.py (and app.serve) wire them."""
+def build_rest(data_dir: Path, link=None, pool=None):
+    """The parts wired as tests/http/conftest.py (and app.serve) wire them; ``link`` and ``pool``
+    replace the fakes (bench.inproc gives the real IqTracker and CallerPool)."""
     from tigase_rest.config import from_dict
     from tigase_rest.features.accounts.service import Accounts
     from tigase_rest.features.avatar.service import Avatars
     from tigase_rest.features.bosh import BoshPrebinding
     from tigase_rest.features.presence.service import ExternalStatuses
-    from tigase_rest.features.presence.store import StatusStore
+    from tigase_rest.features.presence.store import SqliteStatusStore
     from tigase_rest.http.auth import ApiKeyChecker
     from tigase_rest.http.server import Current, RestServer
     from tigase_rest.loader import routes_for
@@ -109,11 +110,11 @@ def build_rest(data_dir: Path):
         "auth": {"api_keys": [API_KEY], "admins_from_server": False},
         "storage": {"data_dir": str(data_dir)},
     }, {}, base_dir=REPO)
-    link, pool = DropLink(), BenchPool()
+    link, pool = link or DropLink(), pool or BenchPool()
     privileges = PrivilegeTracker(link, config.xmpp.domain)
     parts = Parts(
         link=link, pool=pool, privileges=privileges,  # type: ignore[arg-type]
-        statuses=ExternalStatuses(link, config.xmpp.domain, privileges, StatusStore(data_dir / "statuses.db")),
+        statuses=ExternalStatuses(link, config.xmpp.domain, privileges, SqliteStatusStore(data_dir / "statuses.db")),
         avatars=Avatars(link, privileges), bosh=BoshPrebinding(config.xmpp), accounts=Accounts(),
         health=lambda: {"xmpp_link": "up"}, stopping=asyncio.Event())
     current = Current(config, routes_for(config), ApiKeyChecker(config.auth))
