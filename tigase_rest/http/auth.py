@@ -46,12 +46,14 @@ class KeySet:
 
     keys: tuple[Entry, ...] = ()
     open_keys: tuple[Entry, ...] = ()  # keys named ``open_access``: for requests without a key
+    by_host: bool = False  # some key is limited to Host names: only then is the Host read
 
     @classmethod
     def of(cls, keys: Iterable[ApiKey]) -> KeySet:
         compiled = [(k, [re.compile(p) for p in k.paths]) for k in keys]
         return cls(tuple(e for e in compiled if e[0].key != OPEN_ACCESS_KEY),
-                   tuple(e for e in compiled if e[0].key == OPEN_ACCESS_KEY))
+                   tuple(e for e in compiled if e[0].key == OPEN_ACCESS_KEY),
+                   any(k.domains for k, _ in compiled))
 
     def __bool__(self) -> bool:
         return bool(self.keys or self.open_keys)
@@ -107,7 +109,7 @@ class ApiKeyChecker:
             return None
         keys = self.keys()
         given = request_api_key(request)
-        host = request_host(request)
+        host = request_host(request) if keys.by_host else ""
         path = request.path  # from the request target, as the host of an absolute-form target
         method = request.method
         if given is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import functools
 import itertools
 import logging
 import secrets
@@ -140,12 +141,15 @@ class IqTracker:
         if entry is None:
             return False
         future, expected = entry
-        sender = _norm(xml.get("from") or "") or _norm(self.own_origin())
+        sender = xml.get("from") or ""
         # Exactly the address the request went to: the server answers for a bare JID or a domain
         # itself (RFC 6120 10.5.3.2), so a reply from one of the account's resources is not the answer.
+        # The string as written is almost always the normalised one: a JID is parsed only otherwise.
         if sender != expected:
-            log.warning("Ignoring IQ reply %s from %s: the request went to %s", xml.get("id"), sender, expected)
-            return True
+            sender = _norm(sender) or _norm(self.own_origin())
+            if sender != expected:
+                log.warning("Ignoring IQ reply %s from %s: the request went to %s", xml.get("id"), sender, expected)
+                return True
         if not future.done():
             future.set_result(xml)
         return True
@@ -156,6 +160,7 @@ def _expire(future: asyncio.Future, to: str, timeout: float) -> None:
         future.set_exception(errors.timeout(to or "the server", timeout))
 
 
+@functools.lru_cache(maxsize=1024)  # a handful of addresses recur in every request
 def _norm(jid: str) -> str:
     try:
         return str(JID(jid)) if jid else ""
