@@ -92,7 +92,12 @@ async def step_peer(bench, scripts_dir: Path) -> None:
     note = mod_rest_note("its REST API", "Prosody's own REST API could not be measured beside ejabberd's mod_http_api")
     print(f"  {note}", flush=True)
     res: dict = {"ejabberd": ejabberd_version(), "seconds": bench.seconds, "concurrency": CONCURRENCY,
-                 "body": SEND_MESSAGE, "note": note, "rounds": []}
+                 "body": SEND_MESSAGE, "note": note, "rounds": [], "git": bench.results.get("git"),
+                 "config": {"ejabberd": "tools.ejabberd http_api=True: /api: mod_http_api, mod_admin_extra, "
+                                        "auth_password_format plain, TLS-less c2s, loglevel warning",
+                            "api_permissions": "'admin access': who access allow acl admin, what * but start/stop",
+                            "api": "POST /api/send_message, JSON, HTTP Basic admin@localhost",
+                            "rest": "POST /rest/stream/ message XML, HTTP Basic admin@localhost + Api-Key"}}
     bench.results["peer"] = res
     # Under /tmp: as root, ejabberdctl runs the server as the user ejabberd, who must reach the work dir.
     server = EjabberdServer(tempfile.mkdtemp(prefix="bench-ejabberd-"), http_api=True, log_level="warning")
