@@ -59,10 +59,13 @@ clean:
 
 # REST vs direct XMPP on a throwaway Prosody, in one run (about 5 min): BENCH_SECONDS=N per scenario
 # (default 10), BENCH_PROFILE=0 skips py-spy, BENCH_STEPS=H runs only the web.Server vs web.Application
-# step, BENCH_STEPS=U,W only the accounts and webhook bot steps (~1 min). Installs wrk (apt, as root)
-# and py-spy (pip) when missing.
+# step, BENCH_STEPS=U,W only the accounts and webhook bot steps (~1 min), BENCH_STEPS=E only the peer:
+# ejabberd's own mod_http_api against the component on one throwaway ejabberd (issue 16; ~2 min at
+# the default 10 s, BENCH_ROUNDS=3 rounds). Installs wrk (apt, as root), ejabberd (as `make ejabberd`,
+# when step E runs) and py-spy (pip) when missing.
 .PHONY: bench
 bench: venv prosody
+	@case ",$${BENCH_STEPS:-E}," in *,[eE],*) $(PY) -c 'from tools.ejabberd import ensure_ejabberd; ensure_ejabberd()';; esac
 	@command -v wrk >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y wrk; \

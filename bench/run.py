@@ -18,12 +18,15 @@ web.Server against a web.Application, both serving the real RestServer with the 
 (U) accounts (issue 14): PUT /rest/user/{jid} creating a new account per request (add-user) and
 GET /rest/user/{jid} of an existing one (user-stats), API key alone; (W) a webhook bot (issue 15): raw
 c2s sessions send chat messages to echo@http.localhost, the component POSTs each to a local receiver
-(bench.webhook_receiver, answering {"body": "echo"}) and sends its answer back: messages/s round trip.
+(bench.webhook_receiver, answering {"body": "echo"}) and sends its answer back: messages/s round trip;
+(E) the peer (issue 16, bench.peer): a throwaway ejabberd with mod_http_api, its own POST /api/send_message
+against the component's POST /rest/stream/ message on the same ejabberd, in BENCH_ROUNDS interleaved rounds.
 
 BENCH_WAIT_QUIET=S waits up to S seconds, before starting, for other jobs on the machine to calm down.
 Every scenario reports the CPU that other processes used meanwhile ("others") and CPU time per request.
-BENCH_STEPS=A,C,B,U,W,R,H (default: all) runs only some of the steps above (R: the in-process routing timing,
-H: the HTTP server comparison, U: accounts, W: the webhook bot; BENCH_STEPS=U,W is about 1 min).
+BENCH_STEPS=A,C,B,U,W,E,R,H (default: all) runs only some of the steps above (R: the in-process routing timing,
+H: the HTTP server comparison, U: accounts, W: the webhook bot, E: ejabberd's mod_http_api; BENCH_STEPS=U,W is
+about 1 min, BENCH_STEPS=E about 2 min at the default 10 s).
 BENCH_USERS (default 1000) changes the number of users of the memory step, only to try the script quickly.
 Work files (configs, logs, wrk scripts, profiles, results.json) go to ./run/bench (BENCH_DIR).
 Every child process is started in its own session and stopped by PID, also on failure or Ctrl-C.
@@ -102,11 +105,6 @@ ADMIN_AUTH = basic("admin", USERS["admin"])
 # --- /proc readings --------------------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a live process, seconds (0 when it is gone)."""
-    return sum(cpu_split(pid))
-
-
 def cpu_split(pid: int) -> tuple[float, float]:
     """(utime, stime) of a live process, seconds ((0, 0) when it is gone)."""
     try:
@@ -115,6 +113,23 @@ def cpu_split(pid: int) -> tuple[float, float]:
         return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
     except (OSError, IndexError, ValueError):
         return 0.0, 0.0
+
+
+def tree_cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) seconds of a process, the children it waited for (cutime/cstime) and its live
+    descendants (ejabberd's beam.smp runs erl_child_setup); (0, 0) when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        user, system = (int(fields[11]) + int(fields[13])) / CLK_TCK, (int(fields[12]) + int(fields[14])) / CLK_TCK
+        kids = [int(k) for task in os.listdir(f"/proc/{pid}/task")
+                for k in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
+    except (OSError, IndexError, ValueError):
+        return 0.0, 0.0
+    for kid in kids:
+        u, s = tree_cpu_split(kid)
+        user, system = user + u, system + s
+    return user, system
 
 
 def memory_kb(pid: int) -> dict[str, int]:
@@ -159,6 +174,13 @@ def children_cpu() -> float:
 def self_cpu() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
+
+
+def mod_rest_note(what: str, missing: str) -> str:
+    """Whether Prosody's mod_rest (prosody-modules) could be measured beside ``what`` (steps W and E)."""
+    installed = any(p.name in ("mod_rest", "mod_rest.lua") for p in Path("/usr/lib/prosody/modules").glob("mod_rest*"))
+    return "Prosody mod_rest (prosody-modules) is " + (f"installed, but {what} is not measured by this step"
+                                                       if installed else f"not installed here: {missing}")
 
 
 # --- wrk scripts ------------------------------------------------------------------------------
@@ -325,8 +347,9 @@ class Bench:
         self.children: dict[int, object] = {}  # pid -> Popen / asyncio Process, for cleanup
         self.results: dict = {"seconds": seconds, "concurrency": CONCURRENCY, "scenarios": [], "notes": []}
         self.http: aiohttp.ClientSession | None = None
-        self.steps = set(os.environ.get("BENCH_STEPS", "A,C,B,U,W,R,H").upper().split(","))
+        self.steps = set(os.environ.get("BENCH_STEPS", "A,C,B,U,W,E,R,H").upper().split(","))
         self.extra_pids: dict[str, int] = {}  # other processes measured per scenario (the webhook receiver)
+        self.server_pids: dict[str, int] = {}  # the XMPP server(s) measured per scenario: Prosody, or ejabberd in step E
 
     # --- processes --------------------------------------------------------------------------
 
@@ -364,19 +387,21 @@ class Bench:
             self.prosody.register(user, password)
         self.prosody.start()
         self.children[self.prosody._proc.pid] = self.prosody._proc  # noqa: SLF001 - for the kill on failure
+        self.server_pids = {"prosody": self.prosody_pid}
 
     @property
     def prosody_pid(self) -> int:
         return self.prosody._proc.pid  # noqa: SLF001
 
     async def start_component(self, name: str, scripts_dir: Path, extra: dict | None = None,
-                              source: Path = REPO, python_args: tuple[str, ...] = ()) -> None:
-        """``source``: the source folder to run the component from (bench.ab runs other versions);
-        then only its own scripts are served. ``python_args`` go before ``-m tigase_rest`` (a profiler)."""
+                              server=None, source: Path = REPO, python_args: tuple[str, ...] = ()) -> None:
+        """The component on ``server`` (default: the Prosody), ready once a stream ping answers 200.
+        ``source``: the source folder to run it from (bench.ab runs other versions); then only its
+        own scripts are served. ``python_args`` go before ``-m tigase_rest`` (a profiler)."""
         port = free_port()
         config = self.work / f"component-{name}.toml"
         write_toml(config, {**(extra or {}),
-            "xmpp": {**self.prosody.component_config(), "iq_timeout": 10},
+            "xmpp": {**(server or self.prosody).component_config(), "iq_timeout": 10},
             "http": {"host": "127.0.0.1", "port": port, "scripts_dir": str(scripts_dir),
                      **({} if source == REPO else {"builtin_scripts": False})},
             # max_failures also bounds the logins in progress per client address: step B runs 16 at once.
@@ -435,15 +460,18 @@ class Bench:
         # The receiver of the direct scenarios (raw socket, a regex over start tags), so that the
         # REST and the direct message scenarios pay the same for the receiving end. Only the REST
         # scenarios send chat messages to this resource.
+        self.bob, self.bob_pump = await self.connect_bob(self.prosody.c2s_port)
+
+    async def connect_bob(self, c2s_port: int) -> tuple[direct_client.Conn, asyncio.Future]:
+        """bob@DOMAIN/BOB_RESOURCE logged in on ``c2s_port``, counting his chat messages in bob_count."""
         bob = await asyncio.wait_for(direct_client.login(
-            "127.0.0.1", self.prosody.c2s_port, DOMAIN, "bob", USERS["bob"], BOB_RESOURCE), 15)
+            "127.0.0.1", c2s_port, DOMAIN, "bob", USERS["bob"], BOB_RESOURCE), 15)
 
         def on_stanza(name: bytes, _ident: bytes, kind: bytes) -> None:
             if name == b"message" and kind == b"chat":
                 self.bob_count += 1
 
-        self.bob = bob
-        self.bob_pump = asyncio.ensure_future(direct_client.pump(bob, on_stanza))
+        return bob, asyncio.ensure_future(direct_client.pump(bob, on_stanza))
 
     async def bob_settled(self, limit: float = 10.0) -> int:
         """bob's count once it stopped growing for 0.5 s (at most ``limit`` s)."""
@@ -458,26 +486,28 @@ class Bench:
 
     async def measured(self, coro, *, component: bool = True):
         """Runs ``coro`` and adds CPU use (% of one core) of every process taking part."""
-        pids = {"prosody": self.prosody_pid}
+        pids = dict(self.server_pids)
         if component and self.component is not None:
             pids["component"] = self.component.pid
         pids.update(self.extra_pids)
-        before = {k: cpu_seconds(p) for k, p in pids.items()}
-        split0 = cpu_split(pids["component"]) if "component" in pids else (0.0, 0.0)
+        before = {k: tree_cpu_split(p) for k, p in pids.items()}
         load0, self0, all0, t0 = children_cpu(), self_cpu(), machine_cpu(), time.monotonic()
         result = await coro
         wall = time.monotonic() - t0
-        used = {k: cpu_seconds(p) - before[k] for k, p in pids.items()}
-        split = [b - a for a, b in zip(split0, cpu_split(pids["component"]))] if "component" in pids else None
+        splits = {k: [b - a for a, b in zip(before[k], tree_cpu_split(p))] for k, p in pids.items()}
+        used = {k: sum(v) for k, v in splits.items()}
+        split = splits.get("component")
         used["load generator"] = children_cpu() - load0
         used["bench+bob"] = self_cpu() - self0
         # Whatever else ran on the machine meanwhile (other jobs compete for the same 2 cores).
         used["others"] = max(0.0, machine_cpu() - all0 - sum(used.values()))
         result["cpu_pct"] = {k: round(100 * v / wall) for k, v in used.items()}
+        result["cpu_s"] = {k: round(v, 4) for k, v in used.items()}
+        result["cpu_split_s"] = {k: [round(t, 4) for t in v] for k, v in splits.items()}
         # CPU time per answered request: steadier than req/s when other jobs share the cores.
         if result.get("ok"):
             result["cpu_us_per_req"] = {k: round(1e6 * used[k] / result["ok"])
-                                        for k in ("component", "prosody", *self.extra_pids) if k in used}
+                                        for k in ("component", *self.server_pids, *self.extra_pids) if k in used}
             if split:  # the kernel's share (system time: socket calls, epoll) against Python's (user time)
                 result["cpu_us_per_req"]["component user/sys"] = "/".join(
                     str(round(1e6 * t / result["ok"])) for t in split)
@@ -490,8 +520,8 @@ class Bench:
             result["hwm_mb"] = round(mem.get("VmHWM", 0) / 1024, 1)
         return result
 
-    async def wrk(self, name: str, script: Path, path: str, conns: int, seconds: int) -> dict:
-        url = self.base + path
+    async def wrk(self, name: str, script: Path, path: str, conns: int, seconds: int, base: str | None = None) -> dict:
+        url = (base or self.base) + path
         cmd = ["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "--timeout", "10s", "-s", str(script), url]
         out = await self.run_child(f"wrk-{name}", cmd, seconds + 30)
         m = re.search(r"^BENCH_JSON (.*)$", out, re.M)
@@ -504,10 +534,12 @@ class Bench:
                 "errors": w["bad"] + w["connect"] + w["read"] + w["write"] + w["timeout"], "wrk": w}
 
     async def rest(self, name: str, label: str, script: Path, path: str, conns: int = CONCURRENCY,
-                   seconds: int | None = None, messages: bool = False, record: bool = True) -> dict:
+                   seconds: int | None = None, messages: bool = False, record: bool = True,
+                   base: str | None = None) -> dict:
+        """wrk against the component (or ``base``, another server's URL); ``messages``: count bob's."""
         seconds = seconds or self.seconds
         count0 = self.bob_count
-        result = await self.measured(self.wrk(name, script, path, conns, seconds))
+        result = await self.measured(self.wrk(name, script, path, conns, seconds, base))
         if messages:
             delivered = await self.bob_settled() - count0
             result["delivered"] = delivered
@@ -760,10 +792,7 @@ end
         """(W) issue 15: a webhook bot's messages/s, client -> server -> component -> HTTP -> reply -> client."""
         print(f"[W] webhook bot: {CONCURRENCY} c2s sessions x 1 message in flight to echo@http.{DOMAIN}, "
               f"a local receiver answering {{\"body\": \"echo\"}}", flush=True)
-        rest_module = [p.name for p in Path("/usr/lib/prosody/modules").glob("mod_rest*")
-                       if p.name in ("mod_rest", "mod_rest.lua")]
-        note = ("Prosody mod_rest (prosody-modules) is " + ("installed, but its callback is not measured by this step"
-                if rest_module else "not installed here: its webhook callback could not be measured beside the bot"))
+        note = mod_rest_note("its callback", "its webhook callback could not be measured beside the bot")
         self.results["notes"].append(note)
         print(f"  {note}", flush=True)
         port = free_port()
@@ -884,6 +913,10 @@ end
                 await self.step_accounts(scripts[HANDLERS[0]][0])
             if "W" in self.steps:
                 await self.step_webhook(scripts[HANDLERS[0]][0])
+            if "E" in self.steps:
+                from bench import peer
+
+                await peer.step_peer(self, scripts[HANDLERS[0]][0])
         finally:
             await self.http.close()
         if "R" in self.steps:
@@ -981,6 +1014,10 @@ def report(res: dict) -> str:
         from bench import http_server
 
         lines.append(http_server.report(res["http_server"]))
+    if "peer" in res:
+        from bench import peer
+
+        lines.append(peer.report(res["peer"]))
     lines.append("")
     lines.append(TARGETS_TEXT)
     for text, ok in targets(res):

@@ -117,7 +117,7 @@ listen:
     request_handlers:
       /bosh: mod_bosh
       /ws: ejabberd_http_ws
-
+@API_HANDLER@
 acl:
   admin:
     user: @ADMINS@
@@ -148,7 +148,7 @@ api_permissions:
       - ejabberd_ctl
     who: all
     what: "*"
-
+@API_PERMISSIONS@
 shaper:
   normal:
     rate: 3000
@@ -176,7 +176,7 @@ modules:
   mod_client_state: {}
   mod_configure: {}
   mod_disco: {}
-  mod_last: {}
+@API_MODULE@  mod_last: {}
   mod_offline:
     access_max_user_messages: max_user_offline_messages
   mod_ping: {}
@@ -200,6 +200,23 @@ modules:
       managed_entity: all
       roster: all
 """
+
+# http_api=True (the bench's step E): ejabberd's own REST API, mod_http_api on the HTTP listener at
+# /api, for HTTP Basic auth (user@host:password) of an account in acl admin; everyone else is refused.
+_API_HANDLER = "      /api: mod_http_api\n"
+_API_PERMISSIONS = """\
+  # mod_http_api: HTTP Basic auth of an account in acl admin may run every command
+  "admin access":
+    who:
+      access:
+        allow:
+          - acl: admin
+    what:
+      - "*"
+      - "!stop"
+      - "!start"
+"""
+_API_MODULE = "  mod_http_api: {}\n"
 
 
 class EjabberdServer:
@@ -231,6 +248,7 @@ class EjabberdServer:
         admins: tuple[str, ...] = ("admin@localhost",),
         component_is_admin: bool = True,
         log_level: str = "info",
+        http_api: bool = False,
     ) -> None:
         self.workdir = Path(workdir).resolve()
         self.domain = domain
@@ -239,6 +257,7 @@ class EjabberdServer:
         self.admins = tuple(admins)
         self.component_is_admin = component_is_admin
         self.log_level = log_level
+        self.http_api = http_api  # mod_http_api at /api (admins only), see api_url
         self.c2s_port, self.component_port, self.http_port, self.dist_port = _distinct_free_ports(4)
         # Short name (no dot after @): ejabberdctl then uses -sname. Unique, so that no two servers
         # (or a system ejabberd, ejabberd@localhost) ever answer for each other.
@@ -256,6 +275,16 @@ class EjabberdServer:
     @property
     def bosh_url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}{self.bosh_path}"
+
+    @property
+    def api_url(self) -> str:
+        """mod_http_api's base URL (``http_api=True`` only): POST {api_url}/send_message etc."""
+        return f"http://127.0.0.1:{self.http_port}/api"
+
+    @property
+    def pid(self) -> int | None:
+        """The Erlang VM's (beam.smp) pid while it runs."""
+        return self._pid if self.running else None
 
     @property
     def running(self) -> bool:
@@ -279,6 +308,9 @@ class EjabberdServer:
             "@SECRET@": _yaml_str(self.component_secret),
             "@ADMINS@": _yaml_list(self.admins),
             "@ADMIN_SERVERS@": _yaml_list(servers),
+            "@API_HANDLER@": _API_HANDLER if self.http_api else "",
+            "@API_PERMISSIONS@": _API_PERMISSIONS if self.http_api else "",
+            "@API_MODULE@": _API_MODULE if self.http_api else "",
         }
         text = _CONFIG
         for placeholder, value in values.items():
