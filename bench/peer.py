@@ -100,7 +100,8 @@ async def step_peer(bench, scripts_dir: Path) -> None:
                             "rest": "POST /rest/stream/ message XML, HTTP Basic admin@localhost + Api-Key"}}
     bench.results["peer"] = res
     # Under /tmp: as root, ejabberdctl runs the server as the user ejabberd, who must reach the work dir.
-    server = EjabberdServer(tempfile.mkdtemp(prefix="bench-ejabberd-"), http_api=True, log_level="warning")
+    server = EjabberdServer(tempfile.mkdtemp(prefix="bench-ejabberd-"), http_api=True, log_level="warning",
+                            erl_options=os.environ.get("BENCH_ERL_OPTIONS", ""))
     group = None
     bob = pump = None
     servers_before = bench.server_pids

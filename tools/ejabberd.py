@@ -249,6 +249,7 @@ class EjabberdServer:
         component_is_admin: bool = True,
         log_level: str = "info",
         http_api: bool = False,
+        erl_options: str = "",
     ) -> None:
         self.workdir = Path(workdir).resolve()
         self.domain = domain
@@ -258,6 +259,7 @@ class EjabberdServer:
         self.component_is_admin = component_is_admin
         self.log_level = log_level
         self.http_api = http_api  # mod_http_api at /api (admins only), see api_url
+        self.erl_options = erl_options  # extra emulator flags, e.g. "+sbwt none" (bench step E)
         self.c2s_port, self.component_port, self.http_port, self.dist_port = _distinct_free_ports(4)
         # Short name (no dot after @): ejabberdctl then uses -sname. Unique, so that no two servers
         # (or a system ejabberd, ejabberd@localhost) ever answer for each other.
@@ -325,7 +327,8 @@ class EjabberdServer:
             "ERL_DIST_PORT": str(self.dist_port),  # no epmd; the ctl clients use -dist_listen false
             # The distribution port listens on loopback only (INET_DIST_INTERFACE would cost one
             # more Erlang VM per ejabberdctl call to parse the address).
-            "ERL_OPTIONS": "-env ERL_CRASH_DUMP_BYTES 0 -kernel inet_dist_use_interface {127,0,0,1}",
+            "ERL_OPTIONS": " ".join(filter(None, (
+                "-env ERL_CRASH_DUMP_BYTES 0 -kernel inet_dist_use_interface {127,0,0,1}", self.erl_options))),
             "EJABBERD_BYPASS_WARNINGS": "true",
         }
         self.ctl_config_path.write_text(
