@@ -59,8 +59,9 @@ clean:
 
 # REST vs direct XMPP on a throwaway Prosody, in one run (about 5 min): BENCH_SECONDS=N per scenario
 # (default 10), BENCH_PROFILE=0 skips py-spy, BENCH_STEPS=H runs only the web.Server vs web.Application
-# step, BENCH_STEPS=U,W only the accounts and webhook bot steps (~1 min). Installs wrk (apt, as root)
-# and py-spy (pip) when missing.
+# step, BENCH_STEPS=U,W only the accounts and webhook bot steps (~1 min), BENCH_STEPS=N only one instance
+# vs two behind nginx (issue 16: ~5 min, ~1.5 min with BENCH_SECONDS=3). Installs wrk (apt, as root),
+# py-spy (pip) and, for step N, nginx and PostgreSQL (apt, as tools/ do) when missing.
 .PHONY: bench
 bench: venv prosody
 	@command -v wrk >/dev/null || { \
@@ -71,6 +72,9 @@ bench: venv prosody
 	  fi; }
 	@[ -x $(VENV)/bin/py-spy ] || [ "$(BENCH_PROFILE)" = 0 ] || $(PY) -m pip install -q py-spy || \
 	  echo "py-spy could not be installed: the run goes on without a profile" >&2
+	@case ",$(or $(BENCH_STEPS),N)," in *,[Nn],*) \
+	  $(PY) -c 'from tools.nginx import ensure_nginx; from tools.postgres import ensure_postgres; ensure_nginx(); ensure_postgres()';; \
+	esac
 	$(PY) -m bench.run
 
 # Optional, not part of `test`: the integration tests that hold on ejabberd 23.01 (marked portable

@@ -18,12 +18,16 @@ web.Server against a web.Application, both serving the real RestServer with the 
 (U) accounts (issue 14): PUT /rest/user/{jid} creating a new account per request (add-user) and
 GET /rest/user/{jid} of an existing one (user-stats), API key alone; (W) a webhook bot (issue 15): raw
 c2s sessions send chat messages to echo@http.localhost, the component POSTs each to a local receiver
-(bench.webhook_receiver, answering {"body": "echo"}) and sends its answer back: messages/s round trip.
+(bench.webhook_receiver, answering {"body": "echo"}) and sends its answer back: messages/s round trip;
+(N) past one core (issue 16, bench.scale): scenarios 1 and 2 against one instance, the same behind nginx, and
+two instances (http1/http2, PostgreSQL) behind nginx, in BENCH_ROUNDS interleaved rounds, with CPU per request
+of every process and the throughput ceilings for 4/8/16 cores it implies.
 
 BENCH_WAIT_QUIET=S waits up to S seconds, before starting, for other jobs on the machine to calm down.
 Every scenario reports the CPU that other processes used meanwhile ("others") and CPU time per request.
-BENCH_STEPS=A,C,B,U,W,R,H (default: all) runs only some of the steps above (R: the in-process routing timing,
-H: the HTTP server comparison, U: accounts, W: the webhook bot; BENCH_STEPS=U,W is about 1 min).
+BENCH_STEPS=A,C,B,U,W,N,R,H (default: all) runs only some of the steps above (R: the in-process routing timing,
+H: the HTTP server comparison, U: accounts, W: the webhook bot; BENCH_STEPS=U,W is about 1 min; N: one vs two
+instances behind nginx, about 5 min, 1 min with BENCH_SECONDS=3).
 BENCH_USERS (default 1000) changes the number of users of the memory step, only to try the script quickly.
 Work files (configs, logs, wrk scripts, profiles, results.json) go to ./run/bench (BENCH_DIR).
 Every child process is started in its own session and stopped by PID, also on failure or Ctrl-C.
@@ -325,7 +329,7 @@ class Bench:
         self.children: dict[int, object] = {}  # pid -> Popen / asyncio Process, for cleanup
         self.results: dict = {"seconds": seconds, "concurrency": CONCURRENCY, "scenarios": [], "notes": []}
         self.http: aiohttp.ClientSession | None = None
-        self.steps = set(os.environ.get("BENCH_STEPS", "A,C,B,U,W,R,H").upper().split(","))
+        self.steps = set(os.environ.get("BENCH_STEPS", "A,C,B,U,W,N,R,H").upper().split(","))
         self.extra_pids: dict[str, int] = {}  # other processes measured per scenario (the webhook receiver)
 
     # --- processes --------------------------------------------------------------------------
@@ -359,7 +363,10 @@ class Bench:
         return text
 
     def start_prosody(self) -> None:
-        self.prosody = ProsodyServer(self.work / "prosody", log_level="warn")
+        from bench.scale import INSTANCES  # step N's instances need their own component blocks
+
+        self.prosody = ProsodyServer(self.work / "prosody", log_level="warn",
+                                     more_components=INSTANCES if "N" in self.steps else ())
         for user, password in USERS.items():
             self.prosody.register(user, password)
         self.prosody.start()
@@ -372,7 +379,7 @@ class Bench:
     async def start_component(self, name: str, scripts_dir: Path, extra: dict | None = None) -> None:
         port = free_port()
         config = self.work / f"component-{name}.toml"
-        write_toml(config, {**(extra or {}),
+        settings = {
             "xmpp": {**self.prosody.component_config(), "iq_timeout": 10},
             "http": {"host": "127.0.0.1", "port": port, "scripts_dir": str(scripts_dir)},
             # max_failures also bounds the logins in progress per client address: step B runs 16 at once.
@@ -380,7 +387,10 @@ class Bench:
                      "max_failures": 100},
             "storage": {"data_dir": str(self.work / f"data-{name}")},
             "log": {"level": "warning"},
-        })
+        }
+        for section, values in (extra or {}).items():  # extra adds sections and keys, or overrides keys
+            settings[section] = {**settings.get(section, {}), **values}
+        write_toml(config, settings)
         log = open(self.logs / f"component-{name}.log", "wb")
         started = time.monotonic()
         command = [sys.executable, "-m", "tigase_rest", "--config", str(config)]
@@ -880,6 +890,10 @@ end
                 await self.step_accounts(scripts[HANDLERS[0]][0])
             if "W" in self.steps:
                 await self.step_webhook(scripts[HANDLERS[0]][0])
+            if "N" in self.steps:
+                from bench.scale import step_scale
+
+                await step_scale(self, scripts[HANDLERS[0]][0])
         finally:
             await self.http.close()
         if "R" in self.steps:
@@ -977,6 +991,10 @@ def report(res: dict) -> str:
         from bench import http_server
 
         lines.append(http_server.report(res["http_server"]))
+    if "scale" in res:
+        from bench import scale
+
+        lines.append(scale.report(res["scale"]))
     lines.append("")
     lines.append(TARGETS_TEXT)
     for text, ok in targets(res):
