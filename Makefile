@@ -60,7 +60,7 @@ clean:
 # REST vs direct XMPP on a throwaway Prosody, in one run (about 5 min): BENCH_SECONDS=N per scenario
 # (default 10), BENCH_PROFILE=0 skips py-spy, BENCH_STEPS=H runs only the web.Server vs web.Application
 # step, BENCH_STEPS=U,W only the accounts and webhook bot steps (~1 min), BENCH_STEPS=N only one instance
-# vs two behind nginx (issue 16: ~5 min, ~1.5 min with BENCH_SECONDS=3). Installs wrk (apt, as root),
+# vs two behind nginx (issue 16: ~5 min, ~2 min with BENCH_SECONDS=3). Installs wrk (apt, as root),
 # py-spy (pip) and, for step N, nginx and PostgreSQL (apt, as tools/ do) when missing.
 .PHONY: bench
 bench: venv prosody

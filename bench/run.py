@@ -27,7 +27,7 @@ BENCH_WAIT_QUIET=S waits up to S seconds, before starting, for other jobs on the
 Every scenario reports the CPU that other processes used meanwhile ("others") and CPU time per request.
 BENCH_STEPS=A,C,B,U,W,N,R,H (default: all) runs only some of the steps above (R: the in-process routing timing,
 H: the HTTP server comparison, U: accounts, W: the webhook bot; BENCH_STEPS=U,W is about 1 min; N: one vs two
-instances behind nginx, about 5 min, 1 min with BENCH_SECONDS=3).
+instances behind nginx, about 5 min, 2 min with BENCH_SECONDS=3).
 BENCH_USERS (default 1000) changes the number of users of the memory step, only to try the script quickly.
 Work files (configs, logs, wrk scripts, profiles, results.json) go to ./run/bench (BENCH_DIR).
 Every child process is started in its own session and stopped by PID, also on failure or Ctrl-C.
