@@ -57,12 +57,14 @@ clean:
 	rm -rf run build .pytest_cache .hypothesis *.egg-info
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
 
-# REST vs direct XMPP on a throwaway Prosody, in one run (about 5 min): BENCH_SECONDS=N per scenario
+# REST vs direct XMPP on a throwaway Prosody, in one run (about 12 min): BENCH_SECONDS=N per scenario
 # (default 10), BENCH_PROFILE=0 skips py-spy, BENCH_STEPS=H runs only the web.Server vs web.Application
 # step, BENCH_STEPS=U,W only the accounts and webhook bot steps (~1 min), BENCH_STEPS=E only the peer:
 # ejabberd's own mod_http_api against the component on one throwaway ejabberd (issue 16; ~2 min at
-# the default 10 s, BENCH_ROUNDS=3 rounds). Installs wrk (apt, as root), ejabberd (as `make ejabberd`,
-# when step E runs) and py-spy (pip) when missing.
+# the default 10 s, BENCH_ROUNDS=3 rounds), BENCH_STEPS=N only one instance vs two behind nginx
+# (issue 16: ~5 min, ~2 min with BENCH_SECONDS=3). Installs wrk (apt, as root), ejabberd (as
+# `make ejabberd`, when step E runs), nginx and PostgreSQL (as tools/ do, when step N runs) and
+# py-spy (pip) when missing.
 .PHONY: bench
 bench: venv prosody
 	@case ",$${BENCH_STEPS:-E}," in *,[eE],*) $(PY) -c 'from tools.ejabberd import ensure_ejabberd; ensure_ejabberd()';; esac
@@ -74,6 +76,9 @@ bench: venv prosody
 	  fi; }
 	@[ -x $(VENV)/bin/py-spy ] || [ "$(BENCH_PROFILE)" = 0 ] || $(PY) -m pip install -q py-spy || \
 	  echo "py-spy could not be installed: the run goes on without a profile" >&2
+	@case ",$${BENCH_STEPS:-N}," in *,[Nn],*) \
+	  $(PY) -c 'from tools.nginx import ensure_nginx; from tools.postgres import ensure_postgres; ensure_nginx(); ensure_postgres()';; \
+	esac
 	$(PY) -m bench.run
 
 # Optional, not part of `test`: the integration tests that hold on ejabberd 23.01 (marked portable

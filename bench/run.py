@@ -20,13 +20,16 @@ GET /rest/user/{jid} of an existing one (user-stats), API key alone; (W) a webho
 c2s sessions send chat messages to echo@http.localhost, the component POSTs each to a local receiver
 (bench.webhook_receiver, answering {"body": "echo"}) and sends its answer back: messages/s round trip;
 (E) the peer (issue 16, bench.peer): a throwaway ejabberd with mod_http_api, its own POST /api/send_message
-against the component's POST /rest/stream/ message on the same ejabberd, in BENCH_ROUNDS interleaved rounds.
+against the component's POST /rest/stream/ message on the same ejabberd, in BENCH_ROUNDS interleaved rounds;
+(N) past one core (issue 16, bench.scale): scenarios 1 and 2 against one instance, the same behind nginx, and
+two instances (http1/http2, PostgreSQL) behind nginx, in BENCH_ROUNDS interleaved rounds, with CPU per request
+of every process and the throughput ceilings for 4/8/16 cores it implies.
 
 BENCH_WAIT_QUIET=S waits up to S seconds, before starting, for other jobs on the machine to calm down.
 Every scenario reports the CPU that other processes used meanwhile ("others") and CPU time per request.
-BENCH_STEPS=A,C,B,U,W,E,R,H (default: all) runs only some of the steps above (R: the in-process routing timing,
-H: the HTTP server comparison, U: accounts, W: the webhook bot, E: ejabberd's mod_http_api; BENCH_STEPS=U,W is
-about 1 min, BENCH_STEPS=E about 2 min at the default 10 s).
+BENCH_STEPS=A,C,B,U,W,E,N,R,H (default: all) runs only some of the steps above (R: the in-process routing timing,
+H: the HTTP server comparison, U: accounts, W: the webhook bot, E: ejabberd's mod_http_api, N: one vs two
+instances behind nginx; BENCH_STEPS=U,W is about 1 min, E about 2 min at the default 10 s, N about 5 min).
 BENCH_USERS (default 1000) changes the number of users of the memory step, only to try the script quickly.
 Work files (configs, logs, wrk scripts, profiles, results.json) go to ./run/bench (BENCH_DIR).
 Every child process is started in its own session and stopped by PID, also on failure or Ctrl-C.
@@ -347,7 +350,7 @@ class Bench:
         self.children: dict[int, object] = {}  # pid -> Popen / asyncio Process, for cleanup
         self.results: dict = {"seconds": seconds, "concurrency": CONCURRENCY, "scenarios": [], "notes": []}
         self.http: aiohttp.ClientSession | None = None
-        self.steps = set(os.environ.get("BENCH_STEPS", "A,C,B,U,W,E,R,H").upper().split(","))
+        self.steps = set(os.environ.get("BENCH_STEPS", "A,C,B,U,W,E,N,R,H").upper().split(","))
         self.extra_pids: dict[str, int] = {}  # other processes measured per scenario (the webhook receiver)
         self.server_pids: dict[str, int] = {}  # the XMPP server(s) measured per scenario: Prosody, or ejabberd in step E
 
@@ -382,7 +385,10 @@ class Bench:
         return text
 
     def start_prosody(self) -> None:
-        self.prosody = ProsodyServer(self.work / "prosody", log_level="warn")
+        from bench.scale import INSTANCES  # step N's instances need their own component blocks
+
+        self.prosody = ProsodyServer(self.work / "prosody", log_level="warn",
+                                     more_components=INSTANCES if "N" in self.steps else ())
         for user, password in USERS.items():
             self.prosody.register(user, password)
         self.prosody.start()
@@ -400,7 +406,7 @@ class Bench:
         own scripts are served. ``python_args`` go before ``-m tigase_rest`` (a profiler)."""
         port = free_port()
         config = self.work / f"component-{name}.toml"
-        write_toml(config, {**(extra or {}),
+        settings = {
             "xmpp": {**(server or self.prosody).component_config(), "iq_timeout": 10},
             "http": {"host": "127.0.0.1", "port": port, "scripts_dir": str(scripts_dir),
                      **({} if source == REPO else {"builtin_scripts": False})},
@@ -409,7 +415,10 @@ class Bench:
                      "max_failures": 100},
             "storage": {"data_dir": str(self.work / f"data-{name}")},
             "log": {"level": "warning"},
-        })
+        }
+        for section, values in (extra or {}).items():  # extra adds sections and keys, or overrides keys
+            settings[section] = {**settings.get(section, {}), **values}
+        write_toml(config, settings)
         log = open(self.logs / f"component-{name}.log", "wb")
         started = time.monotonic()
         command = [sys.executable, *python_args, "-m", "tigase_rest", "--config", str(config)]
@@ -917,6 +926,10 @@ end
                 from bench import peer
 
                 await peer.step_peer(self, scripts[HANDLERS[0]][0])
+            if "N" in self.steps:
+                from bench.scale import step_scale
+
+                await step_scale(self, scripts[HANDLERS[0]][0])
         finally:
             await self.http.close()
         if "R" in self.steps:
@@ -1018,6 +1031,10 @@ def report(res: dict) -> str:
         from bench import peer
 
         lines.append(peer.report(res["peer"]))
+    if "scale" in res:
+        from bench import scale
+
+        lines.append(scale.report(res["scale"]))
     lines.append("")
     lines.append(TARGETS_TEXT)
     for text, ok in targets(res):
