@@ -168,6 +168,9 @@ class LogConfig:
     level: str = "info"
     # "text" (one line per record) or "json" (one JSON object per line, for log shippers).
     format: str = "text"
+    # One line per HTTP request at info level (the access log). Off behind a proxy that logs the
+    # requests itself: each line costs the component CPU (BENCHMARKS.md); /metrics counts either way.
+    access: bool = True
 
 
 LOG_FORMATS = ("text", "json")

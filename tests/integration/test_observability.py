@@ -193,6 +193,20 @@ async def test_named_key_in_the_access_log(component_factory):
     assert "named-key-123" not in component.log_text()
 
 
+async def test_access_log_off_still_counts_and_logs_the_rest(component_factory):
+    component = component_factory(log={"level": "info", "format": "text", "access": False}, auth={"max_failures": 5})
+    assert (await call(component, "GET", "/rest/health", headers={"X-Request-Id": "quiet-1"})).status == 200
+    failed = await call(component, "GET", "/rest/adhoc/localhost", auth=basic("bob@localhost", "guess"),
+                        headers={"X-Request-Id": "quiet-2"})
+    assert failed.status == 401
+    await asyncio.sleep(0.3)
+    log = component.log_text()
+    assert "aiohttp.access" not in log  # no request line ...
+    assert "[quiet-2]" in log and "Login failed for bob@localhost from 127.0.0.1" in log  # ... the rest is there
+    samples = await metrics(component)
+    assert value(samples, "tigase_rest_http_requests_total", handler="health/Health", method="GET", status="200") == 1
+
+
 @pytest.mark.parametrize("fmt", ["text", "json"])
 async def test_fail2ban_filter_matches_real_log_lines(component_factory, fmt, tmp_path):
     component = component_factory(log={"level": "info", "format": fmt}, auth={"max_failures": 2})

@@ -91,7 +91,9 @@ class RestServer:
 
     def server_kwargs(self) -> dict[str, Any]:
         """Arguments for ``web.Server`` (or aiohttp's ``RawTestServer``)."""
-        access_log = type("AccessLogger", (AccessLogger,), {"stats": self.metrics.http})
+        log = self.current().config.log  # [log] changes need a restart
+        access_log = type("AccessLogger", (AccessLogger,), {
+            "stats": self.metrics.http, "lines": log.access, "structured": log.format == "json"})
         return {"request_factory": self.make_request, "access_log_class": access_log,
                 "keepalive_timeout": self.current().config.http.keepalive_timeout}
 
@@ -337,23 +339,26 @@ class AccessLogger(AbstractAccessLogger):
     the key itself. ``RestServer.server_kwargs`` gives each server a subclass with its ``stats``."""
 
     stats: HttpStats | None = None
+    lines = True  # [log] access
+    structured = False  # [log] format = "json": the fields go along as ``extra["http"]``
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time_taken: float) -> None:
         info: RequestInfo = request.get(INFO) or _NO_INFO
         status = response.status
         if self.stats is not None:
             self.stats.observe(info.handler, request.method, status, time_taken)
-        if not self.logger.isEnabledFor(logging.INFO):
+        if not self.lines or not self.logger.isEnabledFor(logging.INFO):
             return
         ms = round(time_taken * 1000, 1)
         size = response.body_length
         client = request.get(CLIENT_KEY) or request.remote
+        extra: dict[str, Any] = {"request_id": info.request_id}
+        if self.structured:
+            extra["http"] = {"method": request.method, "path": request.path, "status": status, "duration_ms": ms,
+                             "bytes": size, "caller": info.caller, "key": info.key, "client": client,
+                             "handler": info.handler}
         self.logger.info("%s %s %s %d %.1fms %dB caller=%s key=%s", client, request.method, request.path,
-                         status, ms, size, info.caller, info.key, extra={
-                             "request_id": info.request_id,
-                             "http": {"method": request.method, "path": request.path, "status": status,
-                                      "duration_ms": ms, "bytes": size, "caller": info.caller, "key": info.key,
-                                      "client": client, "handler": info.handler}})
+                         status, ms, size, info.caller, info.key, extra=extra)
 
     @property
     def enabled(self) -> bool:
