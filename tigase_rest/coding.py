@@ -151,8 +151,23 @@ def _is_xml_name(name: str) -> bool:
     return True
 
 
+# Names already checked (the same few keys come back in every answer), bounded: emptied when full.
+_NAMES: dict[Any, str] = {}
+_MAX_NAMES = 4096
+
+
 def _element_name(key: Any) -> str:
-    name = str(key)
+    if type(key) is str:
+        known = _NAMES.get(key)
+        if known is None:
+            if len(_NAMES) >= _MAX_NAMES:
+                _NAMES.clear()
+            known = _NAMES[key] = _checked_name(key)
+        return known
+    return _checked_name(str(key))
+
+
+def _checked_name(name: str) -> str:
     if _ASCII_NAME.match(name) or (not name.isascii() and _is_xml_name(name)):
         return name
     # Keys come from handlers (e.g. a stats component name); keep the document well-formed.
@@ -174,13 +189,23 @@ def check_xml_text(text: str, where: str) -> str:
     return text
 
 
+# What _text changes: markup, CR, and the characters of NOT_XML_CHAR. Most text has none of them.
+_TEXT_TO_CHANGE = re.compile("[&<>\r\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _text(text: str) -> str:
+    if _TEXT_TO_CHANGE.search(text) is None:
+        return text
+    # A raw CR would be read back as LF (XML end-of-line handling); a reference keeps it.
+    return NOT_XML_CHAR.sub("\ufffd", escape(text)).replace("\r", "&#13;")
+
+
 def _scalar(value: Any) -> str:
     if value is True:
         return "true"
     if value is False:
         return "false"
-    # A raw CR would be read back as LF (XML end-of-line handling); a reference keeps it.
-    return NOT_XML_CHAR.sub("\ufffd", escape(str(value))).replace("\r", "&#13;")
+    return _text(str(value))
 
 
 class RepeatedElements(list):
@@ -189,6 +214,35 @@ class RepeatedElements(list):
 
 
 def _write(name: str, value: Any, out: list[str]) -> None:
+    # The plain types first, by exact type: what answers are made of (the same output as below).
+    kind = type(value)
+    if kind is str:
+        out.append(f"<{name}>{_text(value)}</{name}>" if value else f"<{name}/>")
+        return
+    if kind is dict:
+        if not value:
+            out.append(f"<{name}/>")
+            return
+        out.append(f"<{name}>")
+        for key, child in value.items():
+            child_name = _NAMES.get(key) if type(key) is str else None
+            if child_name is None:
+                child_name = _element_name(key)
+            if type(child) is str:  # a leaf, inline: most of an answer
+                out.append(f"<{child_name}>{_text(child)}</{child_name}>" if child else f"<{child_name}/>")
+            else:
+                _write(child_name, child, out)
+        out.append(f"</{name}>")
+        return
+    if kind is list:
+        if not value:
+            out.append(f"<{name}/>")
+            return
+        out.append(f"<{name}>")
+        for child in value:
+            _write("item", child, out)
+        out.append(f"</{name}>")
+        return
     if value is None or value == "" or value == {} or value == []:
         out.append(f"<{name}/>")
     elif isinstance(value, RepeatedElements):

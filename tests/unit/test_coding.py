@@ -491,3 +491,42 @@ def test_xml_in_latin1_and_utf16_is_still_read():
 
 def test_a_json_integer_under_the_limit_is_kept():
     assert parse_json(b"[" + b"9" * 4000 + b"]") == [int("9" * 4000)]
+
+
+class _Dict(dict):
+    pass
+
+
+class _List(list):
+    pass
+
+
+class _Str(str):
+    pass
+
+
+def _subclassed(value):
+    """The same data in subclasses of dict, list and str: what data_to_xml writes by its generic path."""
+    if isinstance(value, dict):
+        return _Dict((k, _subclassed(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return _List(_subclassed(v) for v in value)
+    if isinstance(value, str):
+        return _Str(value)
+    return value
+
+
+any_text = st.text(max_size=8)  # anything: controls, surrogates, markup, CR
+any_values = st.recursive(
+    st.one_of(any_text, st.none(), st.booleans(), st.integers()),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(any_text, children, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(any_values)
+def test_the_fast_path_of_plain_types_writes_what_the_generic_path_writes(data):
+    # dict, list and str are written by exact type first (issue 16); subclasses take the generic path.
+    assert data_to_xml(data) == data_to_xml(_subclassed(data))
+    assert data_to_xml({"r": data}) == data_to_xml(_Dict(r=_subclassed(data)))
