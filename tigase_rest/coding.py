@@ -307,7 +307,74 @@ def _not_json(name: str) -> None:
 
 
 def data_to_json(data: Any) -> str:
-    return json.dumps(data, ensure_ascii=False, indent=4)
+    """``json.dumps(data, ensure_ascii=False, indent=4)``, byte for byte. With an indent, ``json``
+    writes in pure Python through nested generators (its C encoder has no indent); answers made of
+    plain dicts (str keys), lists, strings, ints, booleans and None are written here by one recursive
+    walk into a list, about 3x faster. Anything else (floats, tuples, subclasses, other keys, very deep
+    data) goes to ``json.dumps`` itself."""
+    out: list[str] = []
+    try:
+        _json_write(data, out, "\n")
+    except _NotPlain:
+        return json.dumps(data, ensure_ascii=False, indent=4)
+    return "".join(out)
+
+
+class _NotPlain(Exception):
+    """Data ``_json_write`` leaves to ``json.dumps``."""
+
+
+_JSON_STRING = json.encoder.encode_basestring  # the C encoder of json.dumps(ensure_ascii=False)
+_JSON_MAX_DEPTH = 64  # deeper (or circular) data: json.dumps, which also names a circular reference
+
+
+def _json_write(value: Any, out: list[str], newline: str) -> None:
+    kind = type(value)
+    if kind is str:
+        out.append(_JSON_STRING(value))
+    elif kind is dict:
+        if not value:
+            out.append("{}")
+            return
+        if len(newline) > 4 * _JSON_MAX_DEPTH:
+            raise _NotPlain
+        inner = newline + "    "
+        separator = "{" + inner
+        for key, child in value.items():
+            if type(key) is not str:
+                raise _NotPlain
+            out.append(separator)
+            out.append(_JSON_STRING(key))
+            out.append(": ")
+            if type(child) is str:
+                out.append(_JSON_STRING(child))
+            else:
+                _json_write(child, out, inner)
+            separator = "," + inner
+        out.append(newline + "}")
+    elif kind is list:
+        if not value:
+            out.append("[]")
+            return
+        if len(newline) > 4 * _JSON_MAX_DEPTH:
+            raise _NotPlain
+        inner = newline + "    "
+        separator = "[" + inner
+        for child in value:
+            out.append(separator)
+            _json_write(child, out, inner)
+            separator = "," + inner
+        out.append(newline + "]")
+    elif value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif kind is int:
+        out.append(int.__repr__(value))
+    else:
+        raise _NotPlain
 
 
 # --- negotiation --------------------------------------------------------------------------------
