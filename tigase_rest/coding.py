@@ -214,52 +214,38 @@ class RepeatedElements(list):
 
 
 def _write(name: str, value: Any, out: list[str]) -> None:
-    # The plain types first, by exact type: what answers are made of (the same output as below).
     kind = type(value)
-    if kind is str:
+    if kind is str:  # a leaf: most of an answer
         out.append(f"<{name}>{_text(value)}</{name}>" if value else f"<{name}/>")
         return
-    if kind is dict:
-        if not value:
+    if kind is not dict and kind is not list:  # None, numbers, tuples, subclasses
+        if value is None or value == "" or value == {} or value == []:
             out.append(f"<{name}/>")
             return
-        out.append(f"<{name}>")
+        if isinstance(value, RepeatedElements):
+            for child in value:
+                _write(name, child, out)
+            return
+        if not isinstance(value, (dict, list, tuple)):
+            out.append(f"<{name}>{_scalar(value)}</{name}>")
+            return
+    elif not value:
+        out.append(f"<{name}/>")
+        return
+    out.append(f"<{name}>")
+    if isinstance(value, dict):
         for key, child in value.items():
             child_name = _NAMES.get(key) if type(key) is str else None
             if child_name is None:
                 child_name = _element_name(key)
-            if type(child) is str:  # a leaf, inline: most of an answer
+            if type(child) is str:  # the leaf case of the top, inline (a call less per field)
                 out.append(f"<{child_name}>{_text(child)}</{child_name}>" if child else f"<{child_name}/>")
             else:
                 _write(child_name, child, out)
-        out.append(f"</{name}>")
-        return
-    if kind is list:
-        if not value:
-            out.append(f"<{name}/>")
-            return
-        out.append(f"<{name}>")
-        for child in value:
-            _write("item", child, out)
-        out.append(f"</{name}>")
-        return
-    if value is None or value == "" or value == {} or value == []:
-        out.append(f"<{name}/>")
-    elif isinstance(value, RepeatedElements):
-        for child in value:
-            _write(name, child, out)
-    elif isinstance(value, dict):
-        out.append(f"<{name}>")
-        for key, child in value.items():
-            _write(_element_name(key), child, out)
-        out.append(f"</{name}>")
-    elif isinstance(value, (list, tuple)):
-        out.append(f"<{name}>")
-        for child in value:
-            _write("item", child, out)
-        out.append(f"</{name}>")
     else:
-        out.append(f"<{name}>{_scalar(value)}</{name}>")
+        for child in value:
+            _write("item", child, out)
+    out.append(f"</{name}>")
 
 
 def data_to_xml(data: Any) -> str:
@@ -332,39 +318,33 @@ def _json_write(value: Any, out: list[str], newline: str) -> None:
     kind = type(value)
     if kind is str:
         out.append(_JSON_STRING(value))
-    elif kind is dict:
+    elif kind is dict or kind is list:
+        opening, closing = ("{", "}") if kind is dict else ("[", "]")
         if not value:
-            out.append("{}")
+            out.append(opening + closing)
             return
         if len(newline) > 4 * _JSON_MAX_DEPTH:
             raise _NotPlain
         inner = newline + "    "
-        separator = "{" + inner
-        for key, child in value.items():
-            if type(key) is not str:
-                raise _NotPlain
-            out.append(separator)
-            out.append(_JSON_STRING(key))
-            out.append(": ")
-            if type(child) is str:
-                out.append(_JSON_STRING(child))
-            else:
+        separator = opening + inner
+        if kind is dict:
+            for key, child in value.items():
+                if type(key) is not str:
+                    raise _NotPlain
+                out.append(separator)
+                out.append(_JSON_STRING(key))
+                out.append(": ")
+                if type(child) is str:
+                    out.append(_JSON_STRING(child))
+                else:
+                    _json_write(child, out, inner)
+                separator = "," + inner
+        else:
+            for child in value:
+                out.append(separator)
                 _json_write(child, out, inner)
-            separator = "," + inner
-        out.append(newline + "}")
-    elif kind is list:
-        if not value:
-            out.append("[]")
-            return
-        if len(newline) > 4 * _JSON_MAX_DEPTH:
-            raise _NotPlain
-        inner = newline + "    "
-        separator = "[" + inner
-        for child in value:
-            out.append(separator)
-            _json_write(child, out, inner)
-            separator = "," + inner
-        out.append(newline + "]")
+                separator = "," + inner
+        out.append(newline + closing)
     elif value is None:
         out.append("null")
     elif value is True:
