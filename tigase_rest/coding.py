@@ -178,8 +178,23 @@ def _is_xml_name(name: str) -> bool:
     return True
 
 
+# Names already checked (the same few keys come back in every answer), bounded: emptied when full.
+_NAMES: dict[Any, str] = {}
+_MAX_NAMES = 4096
+
+
 def _element_name(key: Any) -> str:
-    name = str(key)
+    if type(key) is str:
+        known = _NAMES.get(key)
+        if known is None:
+            if len(_NAMES) >= _MAX_NAMES:
+                _NAMES.clear()
+            known = _NAMES[key] = _checked_name(key)
+        return known
+    return _checked_name(str(key))
+
+
+def _checked_name(name: str) -> str:
     if _ASCII_NAME.match(name) or (not name.isascii() and _is_xml_name(name)):
         return name
     # Keys come from handlers (e.g. a stats component name); keep the document well-formed.
@@ -201,13 +216,23 @@ def check_xml_text(text: str, where: str) -> str:
     return text
 
 
+# What _text changes: markup, CR, and the characters of NOT_XML_CHAR. Most text has none of them.
+_TEXT_TO_CHANGE = re.compile("[&<>\r\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _text(text: str) -> str:
+    if _TEXT_TO_CHANGE.search(text) is None:
+        return text
+    # A raw CR would be read back as LF (XML end-of-line handling); a reference keeps it.
+    return NOT_XML_CHAR.sub("\ufffd", escape(text)).replace("\r", "&#13;")
+
+
 def _scalar(value: Any) -> str:
     if value is True:
         return "true"
     if value is False:
         return "false"
-    # A raw CR would be read back as LF (XML end-of-line handling); a reference keeps it.
-    return NOT_XML_CHAR.sub("\ufffd", escape(str(value))).replace("\r", "&#13;")
+    return _text(str(value))
 
 
 class RepeatedElements(list):
@@ -216,23 +241,38 @@ class RepeatedElements(list):
 
 
 def _write(name: str, value: Any, out: list[str]) -> None:
-    if value is None or value == "" or value == {} or value == []:
+    kind = type(value)
+    if kind is str:  # a leaf: most of an answer
+        out.append(f"<{name}>{_text(value)}</{name}>" if value else f"<{name}/>")
+        return
+    if kind is not dict and kind is not list:  # None, numbers, tuples, subclasses
+        if value is None or value == "" or value == {} or value == []:
+            out.append(f"<{name}/>")
+            return
+        if isinstance(value, RepeatedElements):
+            for child in value:
+                _write(name, child, out)
+            return
+        if not isinstance(value, (dict, list, tuple)):
+            out.append(f"<{name}>{_scalar(value)}</{name}>")
+            return
+    elif not value:
         out.append(f"<{name}/>")
-    elif isinstance(value, RepeatedElements):
-        for child in value:
-            _write(name, child, out)
-    elif isinstance(value, dict):
-        out.append(f"<{name}>")
+        return
+    out.append(f"<{name}>")
+    if isinstance(value, dict):
         for key, child in value.items():
-            _write(_element_name(key), child, out)
-        out.append(f"</{name}>")
-    elif isinstance(value, (list, tuple)):
-        out.append(f"<{name}>")
+            child_name = _NAMES.get(key) if type(key) is str else None
+            if child_name is None:
+                child_name = _element_name(key)
+            if type(child) is str:  # the leaf case of the top, inline (a call less per field)
+                out.append(f"<{child_name}>{_text(child)}</{child_name}>" if child else f"<{child_name}/>")
+            else:
+                _write(child_name, child, out)
+    else:
         for child in value:
             _write("item", child, out)
-        out.append(f"</{name}>")
-    else:
-        out.append(f"<{name}>{_scalar(value)}</{name}>")
+    out.append(f"</{name}>")
 
 
 def data_to_xml(data: Any) -> str:
@@ -280,7 +320,68 @@ def _not_json(name: str) -> None:
 
 
 def data_to_json(data: Any) -> str:
-    return json.dumps(data, ensure_ascii=False, indent=4)
+    """``json.dumps(data, ensure_ascii=False, indent=4)``, byte for byte. With an indent, ``json``
+    writes in pure Python through nested generators (its C encoder has no indent); answers made of
+    plain dicts (str keys), lists, strings, ints, booleans and None are written here by one recursive
+    walk into a list, about 3x faster. Anything else (floats, tuples, subclasses, other keys, very deep
+    data) goes to ``json.dumps`` itself."""
+    out: list[str] = []
+    try:
+        _json_write(data, out, "\n")
+    except _NotPlain:
+        return json.dumps(data, ensure_ascii=False, indent=4)
+    return "".join(out)
+
+
+class _NotPlain(Exception):
+    """Data ``_json_write`` leaves to ``json.dumps``."""
+
+
+_JSON_STRING = json.encoder.encode_basestring  # the C encoder of json.dumps(ensure_ascii=False)
+_JSON_MAX_DEPTH = 64  # deeper (or circular) data: json.dumps, which also names a circular reference
+
+
+def _json_write(value: Any, out: list[str], newline: str) -> None:
+    kind = type(value)
+    if kind is str:
+        out.append(_JSON_STRING(value))
+    elif kind is dict or kind is list:
+        opening, closing = ("{", "}") if kind is dict else ("[", "]")
+        if not value:
+            out.append(opening + closing)
+            return
+        if len(newline) > 4 * _JSON_MAX_DEPTH:
+            raise _NotPlain
+        inner = newline + "    "
+        separator = opening + inner
+        if kind is dict:
+            for key, child in value.items():
+                if type(key) is not str:
+                    raise _NotPlain
+                out.append(separator)
+                out.append(_JSON_STRING(key))
+                out.append(": ")
+                if type(child) is str:
+                    out.append(_JSON_STRING(child))
+                else:
+                    _json_write(child, out, inner)
+                separator = "," + inner
+        else:
+            for child in value:
+                out.append(separator)
+                _json_write(child, out, inner)
+                separator = "," + inner
+        out.append(newline + closing)
+    elif value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif kind is int:
+        out.append(int.__repr__(value))
+    else:
+        raise _NotPlain
 
 
 # --- negotiation --------------------------------------------------------------------------------

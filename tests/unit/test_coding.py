@@ -10,7 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tigase_rest import coding
-from tigase_rest.coding import JSON, XML, body_format, data_to_xml, decode_body, parse_json, parse_xml, xml_to_data
+from tigase_rest.coding import (
+    JSON, XML, body_format, data_to_json, data_to_xml, decode_body, parse_json, parse_xml, xml_to_data,
+)
 from tigase_rest.errors import HttpError
 
 
@@ -491,3 +493,71 @@ def test_xml_in_latin1_and_utf16_is_still_read():
 
 def test_a_json_integer_under_the_limit_is_kept():
     assert parse_json(b"[" + b"9" * 4000 + b"]") == [int("9" * 4000)]
+
+
+class _Dict(dict):
+    pass
+
+
+class _List(list):
+    pass
+
+
+class _Str(str):
+    pass
+
+
+def _subclassed(value):
+    """The same data in subclasses of dict, list and str: what data_to_xml writes by its generic path."""
+    if isinstance(value, dict):
+        return _Dict((k, _subclassed(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return _List(_subclassed(v) for v in value)
+    if isinstance(value, str):
+        return _Str(value)
+    return value
+
+
+any_text = st.text(max_size=8)  # anything: controls, surrogates, markup, CR
+any_values = st.recursive(
+    st.one_of(any_text, st.none(), st.booleans(), st.integers()),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(any_text, children, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(any_values)
+def test_the_fast_path_of_plain_types_writes_what_the_generic_path_writes(data):
+    # dict, list and str are written by exact type first (issue 16); subclasses take the generic path.
+    assert data_to_xml(data) == data_to_xml(_subclassed(data))
+    assert data_to_xml({"r": data}) == data_to_xml(_Dict(r=_subclassed(data)))
+
+
+json_values = st.recursive(
+    st.one_of(any_text, st.none(), st.booleans(), st.integers(), st.floats()),
+    lambda children: st.lists(children, max_size=4) | st.lists(children, max_size=3).map(tuple)
+    | st.dictionaries(st.one_of(any_text, st.integers(), st.booleans(), st.none()), children, max_size=4),
+    max_leaves=15,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values)
+def test_json_answers_are_exactly_what_json_dumps_writes(data):
+    # data_to_json writes plain data itself (issue 16) and leaves the rest to json.dumps.
+    assert data_to_json(data) == json.dumps(data, ensure_ascii=False, indent=4)
+    assert data_to_json(_subclassed(data)) == json.dumps(data, ensure_ascii=False, indent=4)
+
+
+def test_deep_and_circular_json_answers_go_to_json_dumps():
+    deep: list = []
+    inner = deep
+    for _ in range(200):
+        inner.append([])
+        inner = inner[0]
+    assert data_to_json(deep) == json.dumps(deep, ensure_ascii=False, indent=4)
+    circular: dict = {}
+    circular["self"] = circular
+    with pytest.raises(ValueError, match="Circular"):
+        data_to_json(circular)
