@@ -1,7 +1,8 @@
 """HTTP connections: how many, how long a request head may take, and what the answers say of us.
 
-This subclasses aiohttp's RequestHandler and uses some of its private attributes (``_messages``,
-``_waiter``, ``_manager``, ``_kwargs``): setup.cfg pins aiohttp below the next minor release, and
+This subclasses aiohttp's RequestHandler and BaseRequest and uses some of their private attributes
+(``_messages``, ``_waiter``, ``_manager``, ``_kwargs``; ``_read_bytes``, ``_payload``,
+``_client_max_size``): setup.cfg pins aiohttp below the next minor release, and
 tests/http/test_http_connections.py fails if a release changes them.
 
 aiohttp's low-level ``web.Server`` gives a connection as long as ``keepalive_timeout`` to send its
@@ -50,6 +51,17 @@ INFO: Any = web.RequestKey("tigase_rest_info", RequestInfo) if hasattr(web, "Req
 
 
 class Request(web.BaseRequest):
+    async def read(self) -> bytes:
+        # A small body arrives with its head and is all buffered when the handler runs: take it in
+        # one call. aiohttp's read() loops over readany() (two awaits) and cost ~8 us more per
+        # request, measured in place (bench.inproc with the stream script's read timed).
+        if self._read_bytes is None and self._payload.is_eof():
+            body = self._payload.read_nowait()
+            if self._client_max_size and len(body) > self._client_max_size:
+                raise web.HTTPRequestEntityTooLarge(max_size=self._client_max_size, actual_size=len(body))
+            self._read_bytes = body
+        return await super().read()
+
     async def _prepare_hook(self, response: web.StreamResponse) -> None:
         # Called for every response before its headers go out, also for aiohttp's own 400/500 pages.
         response.headers["Server"] = SERVER_NAME
