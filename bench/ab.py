@@ -3,6 +3,7 @@
     python -m bench.ab main HEAD                       # git revisions (or source folders)
     python -m bench.ab main HEAD --rounds 5 --seconds 5 --scenarios message,iq,adhoc
     python -m bench.ab HEAD --profile message          # py-spy the last version under scenario 1
+    python -m bench.ab HEAD HEAD::/usr/bin/python3.13  # one version on two interpreters (VERSION::PYTHON)
 
 The tool for "profile first, then measure the change": every version is exported (``git archive``)
 into ``run/ab/<name>/`` and started from there with its own handler scripts (``builtin_scripts =
@@ -51,7 +52,8 @@ def export(version: str, root: Path) -> Path:
 async def main_async(args: argparse.Namespace) -> None:
     work = REPO / "run" / "ab"
     work.mkdir(parents=True, exist_ok=True)
-    trees = {v: export(v, work / "src") for v in args.versions}
+    trees = {v: export(v.split("::")[0], work / "src") for v in args.versions}
+    pythons = {v: v.split("::")[1] if "::" in v else sys.executable for v in args.versions}
     bench = Bench(work, args.seconds, profile=False)
     bench.logs.mkdir(parents=True, exist_ok=True)
     await asyncio.to_thread(bench.start_prosody)
@@ -66,7 +68,7 @@ async def main_async(args: argparse.Namespace) -> None:
             order = list(args.versions) if n % 2 == 0 else list(reversed(args.versions))
             for version in order:
                 await bench.start_component(f"v{args.versions.index(version)}", trees[version] / "scripts" / "rest",
-                                             source=trees[version])
+                                             source=trees[version], python=pythons[version])
                 await bench.rest("warmup", f"warm-up {version}", bench.lua_msg, "/rest/stream/", seconds=1,
                                  messages=True, record=False)
                 await bench.rest("warmup", f"warm-up {version}", bench.lua_adhoc, f"/rest/adhoc/{DOMAIN}",

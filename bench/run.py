@@ -400,10 +400,12 @@ class Bench:
         return self.prosody._proc.pid  # noqa: SLF001
 
     async def start_component(self, name: str, scripts_dir: Path, extra: dict | None = None,
-                              server=None, source: Path = REPO, python_args: tuple[str, ...] = ()) -> None:
+                              server=None, source: Path = REPO, python_args: tuple[str, ...] = (),
+                              python: str = sys.executable) -> None:
         """The component on ``server`` (default: the Prosody), ready once a stream ping answers 200.
         ``source``: the source folder to run it from (bench.ab runs other versions); then only its
-        own scripts are served. ``python_args`` go before ``-m tigase_rest`` (a profiler)."""
+        own scripts are served. ``python`` runs it (bench.ab compares interpreters), ``python_args`` go
+        before ``-m tigase_rest`` (a profiler)."""
         port = free_port()
         config = self.work / f"component-{name}.toml"
         settings = {
@@ -421,7 +423,7 @@ class Bench:
         write_toml(config, settings)
         log = open(self.logs / f"component-{name}.log", "wb")
         started = time.monotonic()
-        command = [sys.executable, *python_args, "-m", "tigase_rest", "--config", str(config)]
+        command = [python, *python_args, "-m", "tigase_rest", "--config", str(config)]
         self.component = subprocess.Popen(
             command, cwd=source,
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
