@@ -26,9 +26,10 @@ class Server:
 
     async def login(self, session: sessions.CallerSession, password: str, timeout: float) -> None:
         self.logins.append(str(session.jid))
+        accepted = PASSWORDS.get(str(session.jid)) == password  # SASL first; the rest of the login later
         if self.gate is not None:
             await self.gate.wait()
-        if PASSWORDS.get(str(session.jid)) != password:
+        if not accepted:
             raise AuthFailed()
         session._alive = True
 
@@ -134,6 +135,23 @@ async def test_forget_drops_the_credential_and_the_session(server):
     assert "alice@example.com" not in pool._sessions and not session.alive
     assert await status_of(pool, "alice@example.com", "alicepass") == 200
     assert server.logins == ["alice@example.com"] * 2  # a real login again
+
+
+async def test_a_login_under_way_when_the_password_changes_leaves_nothing_cached(server, monkeypatch):
+    pool = make_pool()
+    server.gate = asyncio.Event()
+    racing = asyncio.ensure_future(status_of(pool, "alice@example.com", "alicepass"))
+    await asyncio.sleep(0.05)
+    assert server.logins == ["alice@example.com"]  # in flight with the old password
+    # change-user-password through the API: the server takes the new one, the pool forgets alice
+    monkeypatch.setitem(PASSWORDS, "alice@example.com", "newpass")
+    pool.forget("alice@example.com")
+    server.gate.set()
+    assert await racing == 200  # it raced the change and is answered ...
+    assert "alice@example.com" not in pool._sessions  # ... but its session is not pooled
+    assert await status_of(pool, "alice@example.com", "alicepass") == 401  # nor its password cached
+    assert await status_of(pool, "alice@example.com", "newpass") == 200
+    assert server.logins == ["alice@example.com"] * 3
 
 
 async def test_sessions_the_pool_closes_itself_keep_their_credential(server):

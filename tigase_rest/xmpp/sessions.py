@@ -148,6 +148,10 @@ class CallerPool:
         self._attempts: collections.Counter[str] = collections.Counter()  # verifications in flight per JID
         self._addr_attempts: collections.Counter[str] = collections.Counter()  # ... and per client address
         self._process_key = os.urandom(32)
+        # forget() calls per JID: a verification that began before one is not cached (it may have
+        # used the password the account had before). Bounded: emptied when full, which only makes
+        # verifications in flight at that moment count as forgotten (not cached: the safe side).
+        self._forgotten: collections.Counter[str] = collections.Counter()
         # One TLS context for all sessions: loading the CA store costs 73 ms and ~850 KiB.
         self._ssl_context = ssl.create_default_context(cafile=config.xmpp.c2s_ca_file or None)
         self._sweeper: asyncio.Task | None = None
@@ -241,7 +245,11 @@ class CallerPool:
 
     def forget(self, jid: str) -> None:
         """Drop ``jid``'s cached credential and pooled session: its next request logs in again.
-        For commands run through the API that change or delete the account (adhoc.py)."""
+        For commands run through the API that change or delete the account (adhoc.py). A login
+        already under way for ``jid`` answers its own request but leaves nothing behind."""
+        if len(self._forgotten) >= 10_000:
+            self._forgotten.clear()
+        self._forgotten[jid] += 1
         self._drop(jid, self._sessions.get(jid))
 
     def _drop(self, bare: str, session: CallerSession | None) -> None:
@@ -267,6 +275,7 @@ class CallerPool:
 
     async def _verify(self, jid: JID, password: str, remote: str) -> Caller:
         bare = str(jid)
+        forgotten = self._forgotten[bare]
         try:
             session = await self._login_once(jid, password)
         except AuthFailed:
@@ -277,10 +286,15 @@ class CallerPool:
         is_admin = bare in self.config.auth.admins
         if not is_admin and self.config.auth.admins_from_server:
             is_admin = await self._offers_admin_commands(session)
+        self.jid_failures.clear(bare)
+        if self._forgotten[bare] != forgotten:
+            # The account changed (password, deletion) while this login was under way: the password
+            # may be the old one. This request raced the change and is answered; nothing is kept.
+            self._drop(bare, session)
+            return Caller(bare, self._is_admin(bare, is_admin))
         salt = os.urandom(16)
         self._verified[bare] = _Verified(salt, _digest(salt, password),
                                          time.monotonic() + self.config.auth.credential_ttl, is_admin)
-        self.jid_failures.clear(bare)
         return Caller(bare, self._is_admin(bare, is_admin))
 
     def _fingerprint(self, bare: str, password: str) -> str:
