@@ -385,10 +385,10 @@ class Bench:
         return text
 
     def start_prosody(self) -> None:
-        from bench.scale import INSTANCES  # step N's instances need their own component blocks
+        from bench.scale import COMPONENTS  # step N's instances need their own component blocks
 
         self.prosody = ProsodyServer(self.work / "prosody", log_level="warn",
-                                     more_components=INSTANCES if "N" in self.steps else ())
+                                     more_components=COMPONENTS if "N" in self.steps else ())
         for user, password in USERS.items():
             self.prosody.register(user, password)
         self.prosody.start()
@@ -406,7 +406,7 @@ class Bench:
         ``source``: the source folder to run it from (bench.ab runs other versions); then only its
         own scripts are served. ``python`` runs it (bench.ab compares interpreters), ``python_args`` go
         before ``-m tigase_rest`` (a profiler)."""
-        port = free_port()
+        port = (extra or {}).get("http", {}).get("port") or free_port()  # step N gives two the same one
         config = self.work / f"component-{name}.toml"
         settings = {
             "xmpp": {**(server or self.prosody).component_config(), "iq_timeout": 10},

@@ -1,13 +1,15 @@
-"""Step N of ``make bench`` ("past one core", issue 16): one instance against two behind nginx.
+"""Step N of ``make bench`` ("past one core", issue 16): one instance against two.
 
-On the bench's throwaway Prosody (with the component blocks ``http1.localhost`` and
-``http2.localhost`` beside ``http.localhost``), scenarios 1 (a chat message to bob) and 2 (an IQ
-ping round trip), with the same wrk Lua scripts as step A, against three setups that run side by side:
+On the bench's throwaway Prosody (with the component blocks ``http1`` to ``http4.localhost`` beside
+``http.localhost``), scenarios 1 (a chat message to bob) and 2 (an IQ ping round trip), with the
+same wrk Lua scripts as step A, against four setups that run side by side:
 
 - ``one``: one instance (``http.localhost``, the default SQLite store), wrk straight at it;
 - ``one+nginx``: the same instance behind nginx;
 - ``two+nginx``: two instances (``http1``/``http2``, one ``deployment``, a PostgreSQL store, as the
-  README's "Scaling out" says) behind a second nginx; also at c64.
+  README's "Scaling out" says) behind a second nginx; also at c64;
+- ``two+reuse_port``: two more (``http3``/``http4``, their own deployment on the same PostgreSQL) on
+  one port with ``[http] reuse_port``: the kernel spreads wrk's connections, no proxy.
 
 nginx is ``tools.nginx`` (the README's site config, ``worker_processes 1``: 2 cores here), PostgreSQL
 ``tools.postgres``; both are installed with apt when missing. The setups are measured in BENCH_ROUNDS
@@ -29,7 +31,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import aiohttp
+
 from bench.run import (
+    API_KEY,
     BenchError,
     CONCURRENCY,
     RATIO_ROUNDS,
@@ -40,9 +45,13 @@ from bench.run import (
 )
 from tools.nginx import NginxServer
 from tools.postgres import PostgresServer
+from tools.prosody import free_port
 
-INSTANCES = ("http1.localhost", "http2.localhost")
-SETUPS = ("one", "one+nginx", "two+nginx")
+INSTANCES = ("http1.localhost", "http2.localhost")  # two+nginx
+SHARED_PORT = ("http3.localhost", "http4.localhost")  # two+reuse_port: both on one port, no proxy
+COMPONENTS = INSTANCES + SHARED_PORT
+SETUPS = ("one", "one+nginx", "two+nginx", "two+reuse_port")
+TIER = ("component", "http1", "http2", "http3", "http4", "nginx")  # the REST tier's processes
 WIDE = 64  # the second concurrency, two+nginx only
 CORES = (4, 8, 16)
 UPSTREAM = re.compile(r" upstream=(\S+)")  # tools.nginx's access log format
@@ -113,12 +122,35 @@ class Scale:
                 **proxies, "xmpp": {"component_jid": jid, "deployment": list(INSTANCES)},
                 "storage": {"url": self.postgres.url}})
             self._adopt(name)
+        port = free_port()
+        for jid in SHARED_PORT:  # [http] reuse_port: the kernel spreads wrk's connections over both
+            name = jid.split(".")[0]
+            await b.start_component(f"N-{name}", self.scripts, {
+                "http": {"port": port, "reuse_port": True},
+                "xmpp": {"component_jid": jid, "deployment": list(SHARED_PORT)}, "storage": {"url": self.postgres.url}})
+            self._adopt(name)
+        self.urls["two+reuse_port"] = f"http://127.0.0.1:{port}"
+        await self._both_listening(self.urls["two+reuse_port"])
         for setup, names in (("one+nginx", ["one"]), ("two+nginx", ["http1", "http2"])):
             nginx = NginxServer([self.urls[n].removeprefix("http://") for n in names])
             self.nginx.append(nginx)
             await asyncio.to_thread(nginx.start)
             self._register(nginx._proc)  # noqa: SLF001
             self.urls[setup] = nginx.url
+
+    async def _both_listening(self, url: str, limit: float = 15) -> None:
+        """Until new connections to ``url`` have reached both shared-port instances (the bench's
+        readiness check of the second one may have been answered by the first)."""
+        seen: set[str] = set()
+        deadline = time.monotonic() + limit
+        while seen != set(SHARED_PORT):
+            if time.monotonic() > deadline:
+                raise BenchError(f"two+reuse_port: only {sorted(seen)} answered on {url} within {limit} s")
+            async with aiohttp.ClientSession() as http:  # a new connection each time
+                async with http.get(url + "/rest/health", headers={"Api-Key": API_KEY, "Accept": "application/json"}) as r:
+                    if r.status == 200:
+                        seen.add((await r.json())["health"]["component_jid"])
+            await asyncio.sleep(0.05)
 
     def _adopt(self, name: str) -> None:
         """Keep the component start_component just started (the bench holds one at a time)."""
@@ -149,6 +181,8 @@ class Scale:
         if setup == "two+nginx":
             out.update(http1=self.components["http1"].pid, http2=self.components["http2"].pid)
             out["nginx"] = self.nginx[1]._proc.pid  # noqa: SLF001
+        elif setup == "two+reuse_port":
+            out.update(http3=self.components["http3"].pid, http4=self.components["http4"].pid)
         else:
             out["component"] = self.components["one"].pid
             if setup == "one+nginx":
@@ -240,7 +274,7 @@ def summarise(runs: list[dict]) -> dict:
             parts = [k for k in ("user", "sys", "total") if any(k in r["cpu_us"].get(p, {}) for r in rows)]
             cpu[p] = {k: round(median([r["cpu_us"][p].get(k, 0) for r in rows])) for k in parts}
         total = {p: sum(v.values()) for p, v in cpu.items()}
-        tier = sum(v for p, v in total.items() if p in ("component", "http1", "http2", "nginx"))
+        tier = sum(v for p, v in total.items() if p in TIER)
         server = total.get("prosody", 0)
         entry = {
             "rate": round(median([r["rate"] for r in rows])), "rates": [round(r["rate"]) for r in rows],

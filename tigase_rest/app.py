@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import logging
 import signal
 import ssl
@@ -234,9 +235,12 @@ async def serve(config: Config, config_path: Path | None = None,
         stack.push_async_callback(runner.cleanup)
         stack.callback(stopping.set)  # requests still reading a body give up before the runner waits for them
         try:
-            await web.TCPSite(runner, config.http.host, config.http.port, ssl_context=https_context(config)).start()
+            await web.TCPSite(runner, config.http.host, config.http.port, ssl_context=https_context(config),
+                              reuse_port=config.http.reuse_port or None).start()
         except OSError as e:
-            log.error("Cannot listen on %s:%s: %s", config.http.host, config.http.port, e.strerror or e)
+            hint = (" (another process listens there; instances that share a port all need [http] reuse_port = "
+                    "true and the same user)") if e.errno == errno.EADDRINUSE else ""
+            log.error("Cannot listen on %s:%s: %s%s", config.http.host, config.http.port, e.strerror or e, hint)
             return 1
         log.info("HTTP API listening on %s://%s:%s%s/", "https" if config.http.tls_cert else "http",
                  config.http.host, config.http.port, config.http.prefix)

@@ -88,6 +88,9 @@ class HttpConfig:
     keepalive_timeout: float = 75.0
     # Open connections at most; past it a new connection gets 503 and is closed at once.
     max_connections: int = 10000
+    # SO_REUSEPORT: several instances on one machine listen on the same host and port, and the kernel
+    # spreads new connections over them (README "Scaling out": one core each, no proxy hop).
+    reuse_port: bool = False
     # Reverse proxies (addresses or CIDRs) whose X-Forwarded-For / Forwarded headers name the client.
     trusted_proxies: tuple[str, ...] = ()
     # Native HTTPS (both or neither): PEM certificate chain and its private key.
