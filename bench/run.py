@@ -21,9 +21,9 @@ c2s sessions send chat messages to echo@http.localhost, the component POSTs each
 (bench.webhook_receiver, answering {"body": "echo"}) and sends its answer back: messages/s round trip;
 (E) the peer (issue 16, bench.peer): a throwaway ejabberd with mod_http_api, its own POST /api/send_message
 against the component's POST /rest/stream/ message on the same ejabberd, in BENCH_ROUNDS interleaved rounds;
-(N) past one core (issue 16, bench.scale): scenarios 1 and 2 against one instance, the same behind nginx, and
-two instances (http1/http2, PostgreSQL) behind nginx, in BENCH_ROUNDS interleaved rounds, with CPU per request
-of every process and the throughput ceilings for 4/8/16 cores it implies.
+(N) past one core (issue 16, bench.scale): scenarios 1 and 2 against one instance, the same behind nginx,
+two instances (http1/http2, PostgreSQL) behind nginx and two more sharing one port ([http] reuse_port), in
+BENCH_ROUNDS interleaved rounds, with CPU per request of every process and the ceilings for 4/8/16 cores.
 
 BENCH_WAIT_QUIET=S waits up to S seconds, before starting, for other jobs on the machine to calm down.
 Every scenario reports the CPU that other processes used meanwhile ("others") and CPU time per request.
