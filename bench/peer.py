@@ -33,11 +33,15 @@ from pathlib import Path
 import aiohttp
 
 from bench.run import ADMIN_AUTH, CONCURRENCY, DOMAIN, MSG_BODY, RATIO_ROUNDS, USERS, basic, mod_rest_note, wrk_script
+from bench.scale import all_listening
 from tools.ejabberd import EjabberdServer
+from tools.prosody import free_port
 
 SEND_MESSAGE = {"type": "chat", "from": f"admin@{DOMAIN}", "to": f"bob@{DOMAIN}/bench", "subject": "",
                 "body": "bench message"}
-SIDES = (("api", "mod_http_api POST /api/send_message"), ("rest", "component POST /rest/stream/"))
+SIDES = (("api", "mod_http_api POST /api/send_message"), ("rest", "component POST /rest/stream/"),
+         ("rest2", "2 components, one port: /rest/stream/"))
+PAIR = ("http1.localhost", "http2.localhost")  # rest2: two instances with [http] reuse_port
 
 
 class PeerError(RuntimeError):
@@ -74,7 +78,10 @@ def per_request(run: dict) -> dict:
     """CPU µs per answered request: component and ejabberd as [user, sys], wrk as a total."""
     ok = run["ok"] or 1
     us = lambda seconds: round(1e6 * seconds / ok)  # noqa: E731
-    out = {k: [us(t) for t in run["cpu_split_s"][k]] for k in ("component", "ejabberd") if k in run["cpu_split_s"]}
+    splits = run["cpu_split_s"]
+    out = {k: [us(t) for t in splits[k]] for k in ("component", "ejabberd") if k in splits}
+    if "component2" in splits:  # rest2: both instances together
+        out["component"] = [us(a + b) for a, b in zip(splits["component"], splits["component2"])]
     out["wrk"] = us(run["cpu_s"]["load generator"])
     return out
 
@@ -101,7 +108,8 @@ async def step_peer(bench, scripts_dir: Path) -> None:
     bench.results["peer"] = res
     # Under /tmp: as root, ejabberdctl runs the server as the user ejabberd, who must reach the work dir.
     server = EjabberdServer(tempfile.mkdtemp(prefix="bench-ejabberd-"), http_api=True, log_level="warning",
-                            erl_options=os.environ.get("BENCH_ERL_OPTIONS", ""))
+                            erl_options=os.environ.get("BENCH_ERL_OPTIONS", ""), more_components=PAIR)
+    pair: list = []  # the rest2 instances
     group = None
     bob = pump = None
     servers_before = bench.server_pids
@@ -117,7 +125,15 @@ async def step_peer(bench, scripts_dir: Path) -> None:
         res["auth"] = await check_auth(url)
         print("  mod_http_api send_message: " + ", ".join(f"{k} {v}" for k, v in res["auth"].items()), flush=True)
         bob, pump = await bench.connect_bob(server.c2s_port)
+        shared = free_port()
+        for jid in PAIR:  # side rest2: two more instances on one port ([http] reuse_port)
+            await bench.start_component(f"E-{jid.split('.')[0]}", scripts_dir, server=server, extra={
+                "http": {"port": shared, "reuse_port": True}, "xmpp": {"component_jid": jid}})
+            pair.append(bench.component)
+        pair_url = f"http://127.0.0.1:{shared}"
+        await all_listening(pair_url, PAIR)
         await bench.start_component("E", scripts_dir, server=server)
+        single = bench.component
         bench.server_pids = {"ejabberd": server.pid}
         lua = wrk_script(bench.work / "lua" / "send_message.lua", "POST",
                          {"Authorization": ADMIN_AUTH, "Content-Type": "application/json"}, json.dumps(SEND_MESSAGE))
@@ -126,6 +142,13 @@ async def step_peer(bench, scripts_dir: Path) -> None:
             if side == "api":
                 return await bench.rest(name, label, lua, "/send_message", seconds=seconds, messages=True,
                                         record=False, base=server.api_url)
+            if side == "rest2":
+                bench.component, bench.extra_pids = pair[0], {"component2": pair[1].pid}
+                try:
+                    return await bench.rest(name, label, bench.lua_msg, "/rest/stream/", seconds=seconds,
+                                            messages=True, record=False, base=pair_url)
+                finally:
+                    bench.component, bench.extra_pids = single, {}
             return await bench.rest(name, label, bench.lua_msg, "/rest/stream/", seconds=seconds, messages=True,
                                     record=False)
 
@@ -136,6 +159,7 @@ async def step_peer(bench, scripts_dir: Path) -> None:
             runs = {side: row(await run(side, f"peer_{side}_r{n}", f"round {n + 1}: {label}")) for side, label in order}
             runs["order"] = [side for side, _ in order]
             runs["ratio"] = runs["rest"]["rate"] / runs["api"]["rate"] if runs["api"]["rate"] else 0.0
+            runs["ratio2"] = runs["rest2"]["rate"] / runs["api"]["rate"] if runs["api"]["rate"] else 0.0
             res["rounds"].append(runs)
         summarise(res)
         for side, _ in SIDES:
@@ -145,6 +169,9 @@ async def step_peer(bench, scripts_dir: Path) -> None:
     finally:
         bench.server_pids = servers_before
         bench.stop_component()
+        for proc in pair:
+            bench.component = proc
+            bench.stop_component()
         if pump is not None:
             pump.cancel()
             with contextlib.suppress(Exception):
@@ -159,7 +186,8 @@ async def step_peer(bench, scripts_dir: Path) -> None:
 
 def summarise(res: dict) -> None:
     rounds = res["rounds"]
-    res["median"] = {"ratio": statistics.median(r["ratio"] for r in rounds)}
+    res["median"] = {"ratio": statistics.median(r["ratio"] for r in rounds),
+                     "ratio2": statistics.median(r["ratio2"] for r in rounds)}
     for side, _ in SIDES:
         res["median"][side] = {
             "rate": round(statistics.median(r[side]["rate"] for r in rounds)),
@@ -197,6 +225,9 @@ def report(res: dict) -> str:
         lines.append("  REST/mod_http_api req/s per round: " + ", ".join(
             f"{r['rest']['rate']}/{r['api']['rate']} = {r['ratio']:.0%}" for r in res["rounds"])
             + f"; median {m['ratio']:.0%}")
+        lines.append("  2 components on one port / mod_http_api req/s per round: " + ", ".join(
+            f"{r['rest2']['rate']}/{r['api']['rate']} = {r['ratio2']:.0%}" for r in res["rounds"])
+            + f"; median {m['ratio2']:.0%}")
         for side, label in SIDES:
             lines.append(f"  median {label}: {m[side]['rate']} req/s, p99 {m[side]['p99_ms']} ms, CPU us/req "
                          + _cpu(m[side]["cpu_us_per_req"]))

@@ -96,6 +96,22 @@ def used_between(before: dict, after: dict) -> dict[str, tuple[float, float]]:
     return out
 
 
+async def all_listening(url: str, jids: tuple[str, ...], limit: float = 15) -> None:
+    """Until new connections to ``url`` have reached every instance of ``jids`` sharing its port
+    (``[http] reuse_port``): the bench's readiness check of the second may have been answered by
+    the first."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + limit
+    while seen != set(jids):
+        if time.monotonic() > deadline:
+            raise BenchError(f"only {sorted(seen)} of {list(jids)} answered on {url} within {limit} s")
+        async with aiohttp.ClientSession() as http:  # a new connection each time
+            async with http.get(url + "/rest/health", headers={"Api-Key": API_KEY, "Accept": "application/json"}) as r:
+                if r.status == 200:
+                    seen.add((await r.json())["health"]["component_jid"])
+        await asyncio.sleep(0.05)
+
+
 # --- the step ---------------------------------------------------------------------------------
 
 
@@ -130,27 +146,13 @@ class Scale:
                 "xmpp": {"component_jid": jid, "deployment": list(SHARED_PORT)}, "storage": {"url": self.postgres.url}})
             self._adopt(name)
         self.urls["two+reuse_port"] = f"http://127.0.0.1:{port}"
-        await self._both_listening(self.urls["two+reuse_port"])
+        await all_listening(self.urls["two+reuse_port"], SHARED_PORT)
         for setup, names in (("one+nginx", ["one"]), ("two+nginx", ["http1", "http2"])):
             nginx = NginxServer([self.urls[n].removeprefix("http://") for n in names])
             self.nginx.append(nginx)
             await asyncio.to_thread(nginx.start)
             self._register(nginx._proc)  # noqa: SLF001
             self.urls[setup] = nginx.url
-
-    async def _both_listening(self, url: str, limit: float = 15) -> None:
-        """Until new connections to ``url`` have reached both shared-port instances (the bench's
-        readiness check of the second one may have been answered by the first)."""
-        seen: set[str] = set()
-        deadline = time.monotonic() + limit
-        while seen != set(SHARED_PORT):
-            if time.monotonic() > deadline:
-                raise BenchError(f"two+reuse_port: only {sorted(seen)} answered on {url} within {limit} s")
-            async with aiohttp.ClientSession() as http:  # a new connection each time
-                async with http.get(url + "/rest/health", headers={"Api-Key": API_KEY, "Accept": "application/json"}) as r:
-                    if r.status == 200:
-                        seen.add((await r.json())["health"]["component_jid"])
-            await asyncio.sleep(0.05)
 
     def _adopt(self, name: str) -> None:
         """Keep the component start_component just started (the bench holds one at a time)."""

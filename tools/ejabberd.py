@@ -107,9 +107,7 @@ listen:
     module: ejabberd_service
     check_from: false          # the component may send stanzas with any 'from'
     hosts:
-      @COMPONENT@:
-        password: @SECRET@
-  -
+@COMPONENT_HOSTS@  -
     port: @HTTP_PORT@
     ip: "127.0.0.1"
     module: ejabberd_http
@@ -249,6 +247,7 @@ class EjabberdServer:
         component_is_admin: bool = True,
         log_level: str = "info",
         http_api: bool = False,
+        more_components: tuple[str, ...] = (),
         erl_options: str = "",
     ) -> None:
         self.workdir = Path(workdir).resolve()
@@ -259,6 +258,8 @@ class EjabberdServer:
         self.component_is_admin = component_is_admin
         self.log_level = log_level
         self.http_api = http_api  # mod_http_api at /api (admins only), see api_url
+        # Further component JIDs with the same secret (bench step E: two instances on one port).
+        self.components = (component_jid, *more_components)
         self.erl_options = erl_options  # extra emulator flags, e.g. "+sbwt none" (bench step E)
         self.c2s_port, self.component_port, self.http_port, self.dist_port = _distinct_free_ports(4)
         # Short name (no dot after @): ejabberdctl then uses -sname. Unique, so that no two servers
@@ -299,15 +300,15 @@ class EjabberdServer:
         the ``ejabberd`` user, who runs the server."""
         for folder in (self.workdir, self.spool_dir, self.logs_dir):
             folder.mkdir(parents=True, exist_ok=True)
-        servers = (self.component_jid,) if self.component_is_admin else ()
+        servers = self.components if self.component_is_admin else ()
         values = {
             "@LOGLEVEL@": self.log_level,
             "@DOMAIN@": _yaml_str(self.domain),
             "@C2S_PORT@": str(self.c2s_port),
             "@COMPONENT_PORT@": str(self.component_port),
             "@HTTP_PORT@": str(self.http_port),
-            "@COMPONENT@": _yaml_str(self.component_jid),
-            "@SECRET@": _yaml_str(self.component_secret),
+            "@COMPONENT_HOSTS@": "".join(f"      {_yaml_str(jid)}:\n        password: {_yaml_str(self.component_secret)}\n"
+                                         for jid in self.components),
             "@ADMINS@": _yaml_list(self.admins),
             "@ADMIN_SERVERS@": _yaml_list(servers),
             "@API_HANDLER@": _API_HANDLER if self.http_api else "",
