@@ -29,7 +29,7 @@ BENCH_WAIT_QUIET=S waits up to S seconds, before starting, for other jobs on the
 Every scenario reports the CPU that other processes used meanwhile ("others") and CPU time per request.
 BENCH_STEPS=A,C,B,U,W,E,N,R,H (default: all) runs only some of the steps above (R: the in-process routing timing,
 H: the HTTP server comparison, U: accounts, W: the webhook bot, E: ejabberd's mod_http_api, N: one vs two
-instances behind nginx; BENCH_STEPS=U,W is about 1 min, E about 2 min at the default 10 s, N about 5 min).
+instances; BENCH_STEPS=U,W is about 1 min, E about 3 min at the default 10 s, N about 6 min).
 BENCH_USERS (default 1000) changes the number of users of the memory step, only to try the script quickly.
 Work files (configs, logs, wrk scripts, profiles, results.json) go to ./run/bench (BENCH_DIR).
 Every child process is started in its own session and stopped by PID, also on failure or Ctrl-C.
@@ -406,7 +406,7 @@ class Bench:
         ``source``: the source folder to run it from (bench.ab runs other versions); then only its
         own scripts are served. ``python`` runs it (bench.ab compares interpreters), ``python_args`` go
         before ``-m tigase_rest`` (a profiler)."""
-        port = (extra or {}).get("http", {}).get("port") or free_port()  # step N gives two the same one
+        port = (extra or {}).get("http", {}).get("port") or free_port()  # steps N and E give two the same one
         config = self.work / f"component-{name}.toml"
         settings = {
             "xmpp": {**(server or self.prosody).component_config(), "iq_timeout": 10},
