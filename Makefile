@@ -60,7 +60,7 @@ clean:
 # REST vs direct XMPP on a throwaway Prosody, in one run (about 12 min): BENCH_SECONDS=N per scenario
 # (default 10), BENCH_PROFILE=0 skips py-spy, BENCH_STEPS=H runs only the web.Server vs web.Application
 # step, BENCH_STEPS=U,W only the accounts and webhook bot steps (~1 min), BENCH_STEPS=E only the peer:
-# ejabberd's own mod_http_api against the component on one throwaway ejabberd (issue 16; ~2 min at
+# ejabberd's own mod_http_api against the component on one throwaway ejabberd (issue 16; ~3 min at
 # the default 10 s, BENCH_ROUNDS=3 rounds), BENCH_STEPS=N only one instance vs two (nginx, reuse_port)
 # (issue 16: ~5 min, ~2 min with BENCH_SECONDS=3). Installs wrk (apt, as root), ejabberd (as
 # `make ejabberd`, when step E runs), nginx and PostgreSQL (as tools/ do, when step N runs) and
