@@ -14,7 +14,7 @@ between releases, these names do not. ``tests/unit/test_api.py`` checks both rul
 
 - Handlers: :class:`Handler` (subclass it), :class:`Result` (bytes with a content type, status
   and headers), :class:`HttpError` (an error answer with its reason), :func:`from_xmpp_error`.
-- :class:`Service`: the ``service`` argument (send/request as the component, privileged_request
+- :class:`Service`: the ``service`` argument (send/request/shortcut as the component, privileged_request
   as a user, caller_request as the caller, admin_request as either, read_body, and the features:
   ``statuses``, ``avatars``, ``bosh``, ``accounts``, ``health()``).
 - JIDs: :func:`parse_jid`, :func:`parse_bare_jid` (400 naming the part of the request).

@@ -19,8 +19,10 @@ from xml.etree.ElementTree import Element
 from .coding import read_body
 from .config import Config
 from .errors import HttpError
+from .features.webhooks.request import shortcut_iq, stanza_answer
 from .xmpp.component import Link
 from .xmpp.privilege import PrivilegeTracker, Privileges
+from .xmpp.stanzas import raise_for_error
 from .xmpp.sessions import Caller, CallerPool, SessionClosed
 
 if TYPE_CHECKING:
@@ -123,6 +125,12 @@ class Service:
     async def request(self, iq: Element, timeout: float | None = None) -> Element:
         """An IQ round trip over the component link: the reply element (result or error)."""
         return await self._parts.link.request(iq, timeout)
+
+    async def shortcut(self, what: str, jid: str, node: str | None, fmt: str) -> tuple[bytes, str]:
+        """``GET /rest/<what>/<jid>`` (ping, version, disco, items): the IQ get over the component
+        link and its result as an HTTP body in ``fmt``; an error reply is its HttpError."""
+        reply = raise_for_error(await self.request(shortcut_iq(what, jid, node)), jid)
+        return stanza_answer(reply, fmt)
 
     @property
     def privileges(self) -> Privileges:

@@ -6,7 +6,7 @@ matching HTTP status with the condition in the body; no reply within ``xmpp.iq_t
 Access as for ``/rest/stream``.
 """
 
-from tigase_rest.api import Handler, Result, negotiated_format, raise_for_error, shortcut_iq, stanza_answer
+from tigase_rest.api import Handler, Result, negotiated_format
 
 
 class Ping(Handler):
@@ -23,7 +23,4 @@ class Ping(Handler):
     }
 
     async def exec_get(self, service, callback, user, request, jid):
-        iq = shortcut_iq("ping", jid)
-        reply = raise_for_error(await service.request(iq), jid)
-        data, content_type = stanza_answer(reply, negotiated_format(request))
-        return Result(data, content_type)
+        return Result(*await service.shortcut("ping", jid, None, negotiated_format(request)))
