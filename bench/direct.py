@@ -108,6 +108,15 @@ class Stats:
         self.sent = 0
         self.late = 0  # completed after the deadline (not counted in the rate)
 
+    def answered(self, failed: bool, t0: float, now: float, deadline: float) -> None:
+        """One answer (a reply, or a message that arrived) to what was sent at ``t0``."""
+        if failed:
+            self.errors += 1
+        elif now <= deadline:
+            self.latencies.append(now - t0)
+        else:
+            self.late += 1
+
     def summary(self, seconds: float) -> dict:
         lat = sorted(self.latencies)
         n = len(lat)
@@ -141,6 +150,17 @@ async def pump(conn: Conn, on_stanza) -> None:
         tail = buf[end:]
 
 
+async def finish(done: asyncio.Future, pumps: list[asyncio.Future], args) -> None:
+    """Until every answer in flight at the deadline came (``done``), at most ``drain`` s past it;
+    then the readers stop."""
+    try:
+        await asyncio.wait_for(asyncio.shield(done), args.seconds + args.drain)
+    except asyncio.TimeoutError:
+        pass
+    for p in pumps:
+        p.cancel()
+
+
 async def run_ping(args, conns: list[Conn], stats: Stats) -> float:
     ping = IQS[args.mode].format(domain=args.domain)
     loop = asyncio.get_running_loop()
@@ -169,12 +189,7 @@ async def run_ping(args, conns: list[Conn], stats: Stats) -> float:
                 return
             now = clock()
             outstanding[0] -= 1
-            if kind != b"result":
-                stats.errors += 1
-            elif now <= deadline:
-                stats.latencies.append(now - t0)
-            else:
-                stats.late += 1
+            stats.answered(kind != b"result", t0, now, deadline)
             if now < deadline:
                 send()
             elif outstanding[0] == 0 and not done.done():
@@ -185,12 +200,7 @@ async def run_ping(args, conns: list[Conn], stats: Stats) -> float:
         return on_stanza
 
     pumps = [asyncio.ensure_future(pump(c, worker(i, c))) for i, c in enumerate(conns)]
-    try:
-        await asyncio.wait_for(asyncio.shield(done), args.seconds + args.drain)
-    except asyncio.TimeoutError:
-        pass
-    for p in pumps:
-        p.cancel()
+    await finish(done, pumps, args)
     return min(clock(), deadline) - start
 
 
@@ -225,12 +235,7 @@ async def run_message(args, conns: list[Conn], rx: Conn, stats: Stats) -> float:
             return
         t0, send = entry
         now = clock()
-        if kind == b"error":
-            stats.errors += 1
-        elif now <= deadline:
-            stats.latencies.append(now - t0)
-        else:
-            stats.late += 1
+        stats.answered(kind == b"error", t0, now, deadline)
         if now < deadline:
             send()
         elif not sent and not done.done():
@@ -246,12 +251,7 @@ async def run_message(args, conns: list[Conn], rx: Conn, stats: Stats) -> float:
     pumps = [asyncio.ensure_future(pump(c, on_sender_stanza)) for c in conns]
     for i, c in enumerate(conns):
         sender(i, c)
-    try:
-        await asyncio.wait_for(asyncio.shield(done), args.seconds + args.drain)
-    except asyncio.TimeoutError:
-        pass
-    for p in [rx_pump, *pumps]:
-        p.cancel()
+    await finish(done, [rx_pump, *pumps], args)
     return min(clock(), deadline) - start
 
 
@@ -283,12 +283,7 @@ async def run_bot(args, conns: list[Conn], stats: Stats) -> float:
             t0 = waiting.popleft()
             now = clock()
             outstanding[0] -= 1
-            if kind == b"error":
-                stats.errors += 1
-            elif now <= deadline:
-                stats.latencies.append(now - t0)
-            else:
-                stats.late += 1
+            stats.answered(kind == b"error", t0, now, deadline)
             if now < deadline:
                 send()
             elif outstanding[0] == 0 and not done.done():
@@ -299,12 +294,7 @@ async def run_bot(args, conns: list[Conn], stats: Stats) -> float:
         return on_stanza
 
     pumps = [asyncio.ensure_future(pump(c, worker(i, c))) for i, c in enumerate(conns)]
-    try:
-        await asyncio.wait_for(asyncio.shield(done), args.seconds + args.drain)
-    except asyncio.TimeoutError:
-        pass
-    for p in pumps:
-        p.cancel()
+    await finish(done, pumps, args)
     return min(clock(), deadline) - start
 
 
